@@ -1,0 +1,84 @@
+"""The protocol-neutral interface every endpoint is written against.
+
+An app is ``async def handler(request: Request, response: ResponseStream) -> None``. The
+HTTP/1.1 server maps :class:`ResponseStream` onto h11 events (each ``send`` becomes one
+chunk of a chunked body, or a slice of a Content-Length body); the HTTP/2 server maps it
+onto HEADERS / DATA frames. An endpoint never sees which protocol carried it, which is what
+lets the lab show the same reply framed both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["Handler", "HTTPError", "Request", "ResponseStream", "make_request"]
+
+Headers = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    target: str  # as sent on the wire: path plus query
+    path: str
+    query: dict[str, str]  # first value wins for repeated names
+    headers: tuple[tuple[str, str], ...]  # names lower-cased, in wire order
+    body: bytes
+    protocol: str  # "http/1.1" or "h2"
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def make_request(
+    method: str, target: str, headers: Headers, body: bytes, protocol: str
+) -> Request:
+    parts = urlsplit(target)
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        query.setdefault(key, value)
+    return Request(
+        method=method,
+        target=target,
+        path=parts.path or "/",
+        query=query,
+        headers=tuple((k.lower(), v) for k, v in headers),
+        body=body,
+        protocol=protocol,
+    )
+
+
+class ResponseStream(Protocol):
+    """What a handler writes its response to.
+
+    ``start`` once, then any number of ``send`` (each is one wire unit: a chunk on HTTP/1.1,
+    a DATA frame on HTTP/2; an empty ``send`` is ignored), then ``end``. A handler that
+    returns without calling ``end`` is ended for it. Trailers need a streamed body.
+    """
+
+    async def start(self, status: int, headers: Headers = ()) -> None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def end(self, trailers: Headers = ()) -> None: ...
+
+
+Handler = Callable[[Request, ResponseStream], Awaitable[None]]
+
+
+class HTTPError(Exception):
+    """Raised by a handler before ``start`` to answer with an error status and a text body."""
+
+    def __init__(self, status: int, message: str, headers: Headers = ()) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+        self.headers = tuple(headers)

@@ -1,0 +1,76 @@
+"""The endpoint table and the app that dispatches on it.
+
+The table is data: ``GET /`` renders it, ``lab serve`` prints it, and 404 / 405 come from
+it, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.apps import endpoints
+from lab.apps.interface import Handler, HTTPError, Request, ResponseStream
+
+__all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    methods: tuple[str, ...]
+    path: str
+    handler: Handler
+    example: str  # a target that shows the endpoint off
+    summary: str
+
+
+async def _index(request: Request, response: ResponseStream) -> None:
+    body = index_text().encode("utf-8")
+    await response.start(
+        200, [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body)))]
+    )
+    await response.send(body)
+    await response.end()
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(("GET",), "/", _index, "/", "this index"),
+    Endpoint(
+        ("GET",), "/fixed", endpoints.fixed, "/fixed?size=64",
+        "non-streaming baseline: the whole body with Content-Length",
+    ),
+    Endpoint(
+        ("GET",), "/tokens", endpoints.tokens, "/tokens?n=8&interval_ms=25&prompt=hi",
+        "text/plain token stream, one token per chunk / DATA frame, then [DONE]",
+    ),
+    Endpoint(
+        ("POST",), "/chat", endpoints.chat, "/chat",
+        "JSON {prompt, n, interval_ms}; framed by Accept: text/plain, "
+        "application/x-ndjson or application/json",
+    ),
+    Endpoint(
+        ("GET",), "/trailers", endpoints.trailers, "/trailers?n=4",
+        "token stream followed by trailer fields (count, SHA-256 of the body)",
+    ),
+)  # fmt: skip
+
+
+def index_text() -> str:
+    lines = ["streamlab endpoints (identical over HTTP/1.1 and HTTP/2):", ""]
+    for ep in ENDPOINTS:
+        lines.append(f"  {'|'.join(ep.methods):<5} {ep.example:<40} {ep.summary}")
+    return "\n".join(lines) + "\n"
+
+
+async def app(request: Request, response: ResponseStream) -> None:
+    """Dispatch on path, then method: 404 for an unknown path, 405 with Allow otherwise."""
+    for ep in ENDPOINTS:
+        if ep.path == request.path:
+            if request.method not in ep.methods:
+                raise HTTPError(
+                    405,
+                    f"{request.path} allows {', '.join(ep.methods)}\n",
+                    [("allow", ", ".join(ep.methods))],
+                )
+            await ep.handler(request, response)
+            return
+    raise HTTPError(404, f"no endpoint at {request.path}; GET / lists them\n")

@@ -1,0 +1,157 @@
+"""Trace -> annotated segments: every byte of every connection, grouped by protocol unit.
+
+Records are replayed in the order they happened; each direction's bytes go to that
+direction's decoder from :mod:`lab.wire`, and every segment a decoder completes is stamped
+with the record (and so the time) whose bytes completed it. Requests and responses
+therefore interleave exactly as they did on the socket.
+
+Nothing is dropped: bytes a decoder refuses become an :class:`Unparsed` segment carrying
+the decoder's error, and a message cut short by the end of the connection is marked.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from lab.capture.trace import EOF, RECV, SEND, ConnectionTrace, Trace
+from lab.wire.errors import ProtocolError
+from lab.wire.http1 import MessageDecoder, RequestLine
+from lab.wire.segment import Segment
+
+__all__ = [
+    "Annotated",
+    "AnnotatedConnection",
+    "Unparsed",
+    "annotate",
+    "annotate_connection",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Unparsed(Segment):
+    """Bytes the decoder could not take (or, when empty, the point a message was cut)."""
+
+    error: str
+    kind: ClassVar[str] = "unparsed"
+
+    def note(self) -> str:
+        what = f"{self.length} bytes not parsed" if self.length else "message cut short"
+        return f"{what}: {self.error}"
+
+
+@dataclass(frozen=True, slots=True)
+class Annotated:
+    from_client: bool
+    segment: Segment
+    record: int  # index in the connection's records of the record that completed it
+    t: float  # that record's time
+
+
+class _Decoder(Protocol):
+    def feed(self, data: bytes) -> list[Segment]: ...
+    def eof(self) -> list[Segment]: ...
+
+
+@dataclass(slots=True)
+class AnnotatedConnection:
+    index: int  # 1-based, as in the trace file
+    conn: ConnectionTrace
+    items: list[Annotated]
+
+    def segments(self, *, from_client: bool) -> list[Segment]:
+        return [a.segment for a in self.items if a.from_client == from_client]
+
+    def record_notes(self) -> dict[int, list[str]]:
+        """For each SEND/RECV record, the notes of the segments whose bytes it carried."""
+        out: dict[int, list[str]] = {}
+        for direction in (True, False):
+            spans = _record_spans(self.conn, from_client=direction)
+            starts = [start for _, start, _ in spans]
+            for seg in self.segments(from_client=direction):
+                first = max(bisect_right(starts, seg.start) - 1, 0)
+                last = max(bisect_left(starts, seg.end) - 1, first)
+                for k in range(first, min(last + 1, len(spans))):
+                    out.setdefault(spans[k][0], []).append(seg.note())
+        return out
+
+
+def _record_spans(conn: ConnectionTrace, *, from_client: bool) -> list[tuple[int, int, int]]:
+    spans = []
+    offset = 0
+    for i, rec in enumerate(conn.records):
+        if rec.kind in (SEND, RECV) and conn.is_from_client(rec) == from_client:
+            spans.append((i, offset, offset + len(rec.data)))
+            offset += len(rec.data)
+    return spans
+
+
+class _Direction:
+    """One direction's decoder plus what is needed to keep every byte accounted for."""
+
+    def __init__(self, decoder: _Decoder, total: int) -> None:
+        self.decoder = decoder
+        self.total = total  # bytes this direction carries in the whole trace
+        self.covered = 0  # end of the last segment handed out
+        self.failed = False
+        self.ended = False
+
+    def run(self, step: Callable[[], list[Segment]]) -> list[Segment]:
+        if self.failed:
+            return []
+        try:
+            segs = step()
+        except ProtocolError as exc:
+            self.failed = True
+            return [Unparsed(self.covered, self.total, str(exc))]
+        if segs:
+            self.covered = max(self.covered, segs[-1].end)
+        return segs
+
+
+def _decoders(conn: ConnectionTrace) -> tuple[_Decoder, _Decoder]:
+    if conn.protocol.startswith("http/1"):
+        return MessageDecoder("request"), MessageDecoder("response")
+    raise ValueError(f"no annotator for protocol {conn.protocol!r}")
+
+
+def annotate_connection(conn: ConnectionTrace, index: int = 1) -> AnnotatedConnection:
+    to_server, to_client = _decoders(conn)
+    sides = {
+        True: _Direction(to_server, len(conn.client_to_server())),
+        False: _Direction(to_client, len(conn.server_to_client())),
+    }
+    items: list[Annotated] = []
+
+    def emit(from_client: bool, segs: list[Segment], i: int, t: float) -> None:
+        for seg in segs:
+            items.append(Annotated(from_client, seg, i, t))
+            if from_client and isinstance(seg, RequestLine) and isinstance(to_client, MessageDecoder):
+                to_client.expect(seg.method)
+
+    for i, rec in enumerate(conn.records):
+        if rec.kind in (SEND, RECV):
+            from_client = conn.is_from_client(rec)
+            d = sides[from_client]
+            emit(from_client, d.run(lambda d=d, data=rec.data: d.decoder.feed(data)), i, rec.t)
+        elif rec.kind == EOF:
+            # The peer of the tapped side finished sending.
+            from_client = conn.side == "server"
+            d = sides[from_client]
+            d.ended = True
+            emit(from_client, d.run(d.decoder.eof), i, rec.t)
+    last = len(conn.records) - 1
+    t_last = conn.records[-1].t if conn.records else 0.0
+    for from_client, d in sides.items():
+        if not d.ended and not d.failed:
+            # The trace ends without this direction's EOF (the tapped side closed, or a
+            # reset): a message still open was cut short.
+            emit(from_client, d.run(d.decoder.eof), last, t_last)
+    return AnnotatedConnection(index, conn, items)
+
+
+def annotate(trace: Trace) -> list[AnnotatedConnection]:
+    """Every connection of ``trace``, annotated."""
+    return [annotate_connection(c, i) for i, c in enumerate(trace.connections, start=1)]

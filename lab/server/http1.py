@@ -1,0 +1,350 @@
+"""HTTP/1.1 on h11 over trio: one task per connection, one request at a time.
+
+h11 does the parsing and the framing; this module adds what h11 leaves to its user:
+
+- a request-head size limit on *complete* heads (h11's ``max_incomplete_event_size`` is
+  only checked while a head is incomplete) -> 431;
+- ``Content-Length`` together with ``Transfer-Encoding`` -> 400 and close (RFC 9112 §6.1
+  says a server that accepts such a request must close afterwards; h11 0.16 keeps the
+  connection open, which is the request-smuggling foothold);
+- head, body, idle and send timeouts; a body size limit -> 413;
+- while a response streams, a watcher keeps reading so that a client that goes away
+  cancels its handler at once (and pipelined requests are kept, bounded, for later);
+- a lingering close after errors, so the client reads the error instead of a reset.
+
+Pipelined requests are answered in order because h11 itself will not parse the next
+request until ``start_next_cycle``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+
+from lab.apps.interface import Handler, Headers, HTTPError, make_request
+from lab.server.limits import Limits
+
+if TYPE_CHECKING:
+    from lab.server.listener import ConnectionState
+
+__all__ = ["serve_http1"]
+
+log = logging.getLogger("lab.server")
+
+SERVER_NAME = b"streamlab/0.1"
+
+
+class _Abort(Exception):
+    """The connection cannot go on (client gone, too slow, or a broken stream)."""
+
+
+class _Reject(Exception):
+    """Answer the current request with an error status, then close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The Date header value (RFC 9110 §6.6.1), formatted at most once a second."""
+    global _date_cache  # noqa: PLW0603 - a one-entry cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode("ascii"))
+    return _date_cache[1]
+
+
+def _reason(status: int) -> bytes:
+    # h11 writes an empty reason phrase unless given one; some tools count that as an
+    # error, so every response gets its standard phrase.
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+class _H1Response:
+    """:class:`lab.apps.interface.ResponseStream` over one h11 connection."""
+
+    def __init__(self, owner: _H1Connection, *, close: bool) -> None:
+        self._owner = owner
+        self._close = close
+        self.started = False
+        self.ended = False
+
+    async def start(self, status: int, headers: Headers = ()) -> None:
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        fields = [(b"date", http_date()), (b"server", SERVER_NAME)]
+        fields += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        if self._close:
+            fields.append((b"connection", b"close"))
+        await self._owner.send(
+            h11.Response(status_code=status, headers=fields, reason=_reason(status))
+        )
+
+    async def send(self, data: bytes) -> None:
+        if not self.started:
+            raise RuntimeError("send() before start()")
+        if data:
+            await self._owner.send(h11.Data(data=data))
+
+    async def end(self, trailers: Headers = ()) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in trailers]
+        await self._owner.send(h11.EndOfMessage(headers=fields))
+
+
+class _H1Connection:
+    def __init__(
+        self, stream: trio.abc.HalfCloseableStream, app: Handler, limits: Limits,
+        state: ConnectionState,
+    ) -> None:  # fmt: skip
+        self.stream = stream
+        self.app = app
+        self.limits = limits
+        self.state = state
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
+        self.fed = 0  # bytes given to h11 so far, to measure heads
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def send(self, event: h11.Event) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.send_bytes(data)
+
+    async def send_bytes(self, data: bytes) -> None:
+        try:
+            with trio.fail_after(self.limits.send_timeout):
+                await self.stream.send_all(data)
+        except trio.TooSlowError:
+            log.info("client too slow: no progress sending for %ss", self.limits.send_timeout)
+            raise _Abort from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Abort from None
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def receive(self, timeout: float) -> bool:
+        """Feed h11 one read; False if the wait timed out."""
+        with trio.move_on_after(timeout) as scope:
+            try:
+                data = await self.stream.receive_some(self.limits.receive_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise _Abort from None
+        if scope.cancelled_caught:
+            return False
+        self.h11.receive_data(data)  # b"" is h11's EOF, as it should be
+        self.fed += len(data)
+        return True
+
+    def consumed(self) -> int:
+        return self.fed - len(self.h11.trailing_data[0])
+
+    async def next_request(self) -> tuple[h11.Request, bytes] | None:
+        """The next request and its whole body, or None when the client is done."""
+        begin = self.consumed()
+        deadline: float | None = None
+        while (event := self.h11.next_event()) is h11.NEED_DATA:
+            if self.consumed() == self.fed:
+                # Nothing of a new request yet: the connection is idle, and shutdown may
+                # end this wait.
+                with self.state.idle() as scope:
+                    more = await self.receive(self.limits.idle_timeout)
+                if scope.cancelled_caught or not more:
+                    return None
+                continue
+            # Part of a head is in: the whole head must arrive by one deadline (a
+            # per-read timeout would let a client dribble a byte at a time forever).
+            if deadline is None:
+                deadline = trio.current_time() + self.limits.head_timeout
+            if not await self.receive(max(0.0, deadline - trio.current_time())):
+                raise _Reject(408, "request head not complete in time\n")
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):
+            raise _Reject(400, f"expected a request, got {type(event).__name__}\n")
+        request = event
+        head_size = self.consumed() - begin
+        if head_size > self.limits.max_head_size:
+            raise _Reject(
+                431, f"request head is {head_size} bytes; the limit is "
+                f"{self.limits.max_head_size}\n",
+            )  # fmt: skip
+        names = {name for name, _ in request.headers}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            # RFC 9112 §6.1: such a message may be a smuggling attempt; reject and close.
+            raise _Reject(400, "Content-Length together with Transfer-Encoding\n")
+        if self.h11.they_are_waiting_for_100_continue:
+            await self.send(h11.InformationalResponse(status_code=100, headers=[]))
+        body = bytearray()
+        while True:
+            event = await self._next_event(self.limits.body_timeout, "request body")
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > self.limits.max_body_size:
+                    raise _Reject(
+                        413, f"request body over {self.limits.max_body_size} bytes\n"
+                    )
+            elif isinstance(event, h11.EndOfMessage):
+                return request, bytes(body)
+            else:
+                raise _Reject(400, "connection closed inside the request body\n")
+
+    async def _next_event(self, timeout: float, what: str) -> h11.Event | type[h11.PAUSED]:
+        while (event := self.h11.next_event()) is h11.NEED_DATA:
+            if not await self.receive(timeout):
+                raise _Reject(408, f"{what} not complete in time\n")
+        return event
+
+    # -- one request -----------------------------------------------------------------
+
+    async def respond(self, request: h11.Request, body: bytes) -> None:
+        req = make_request(
+            request.method.decode("ascii"),
+            request.target.decode("ascii"),
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers],
+            body,
+            "http/1.1",
+        )
+        response = _H1Response(self, close=self.state.closing)
+        gone = False
+        failure: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_for_disconnect, nursery.cancel_scope)
+            try:
+                await self.app(req, response)
+                if not response.started:
+                    raise RuntimeError("handler returned without starting a response")
+                await response.end()
+            except HTTPError as exc:
+                if response.started:
+                    failure = exc
+                else:
+                    await self._send_simple(exc.status, exc.message, exc.headers)
+            except _Abort:
+                gone = True
+            except Exception as exc:  # a handler bug must not take the server down
+                log.exception("handler for %s %s failed", req.method, req.target)
+                failure = exc
+                if not response.started:
+                    await self._send_simple(500, f"handler failed: {exc!r}\n")
+                    failure = None
+            nursery.cancel_scope.cancel()
+        if gone or self.state.client_gone or failure is not None:
+            # Mid-stream failure: stop without the last chunk, so that the client sees an
+            # incomplete body instead of a complete-looking truncated one.
+            raise _Abort
+
+    async def _watch_for_disconnect(self, cancel_scope: trio.CancelScope) -> None:
+        kept = 0
+        try:
+            while kept <= self.limits.max_pipelined_bytes:
+                data = await self.stream.receive_some(self.limits.receive_size)
+                if not data:
+                    break
+                # Pipelined bytes: h11 keeps them until start_next_cycle().
+                self.h11.receive_data(data)
+                self.fed += len(data)
+                kept += len(data)
+            else:
+                # Enough buffered; stop reading until this response is done.
+                await trio.sleep_forever()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        # EOF (or a broken stream) while the response is still going: the client left.
+        # The lab treats a half-close as leaving too, as most servers do.
+        self.state.client_gone = True
+        cancel_scope.cancel()
+
+    async def _send_simple(self, status: int, message: str, headers: Headers = ()) -> None:
+        body = message.encode("utf-8")
+        response = _H1Response(self, close=self.state.closing)
+        fields = [("content-type", "text/plain; charset=utf-8")]
+        fields += [("content-length", str(len(body))), *headers]
+        await response.start(status, fields)
+        await response.send(body)
+        await response.end()
+
+    async def reject(self, status: int, message: str) -> None:
+        """Send an error response if h11 still allows one, then linger and close."""
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                response = _H1Response(self, close=True)
+                body = message.encode("utf-8")
+                await response.start(status, [
+                    ("content-type", "text/plain; charset=utf-8"),
+                    ("content-length", str(len(body))),
+                ])  # fmt: skip
+                await response.send(body)
+                await response.end()
+            except h11.LocalProtocolError:
+                pass
+        await self.linger()
+
+    async def linger(self) -> None:
+        with trio.move_on_after(self.limits.linger_timeout):
+            try:
+                await self.stream.send_eof()
+                drained = 0
+                while drained < self.limits.linger_bytes:
+                    data = await self.stream.receive_some(self.limits.receive_size)
+                    if not data:
+                        break
+                    drained += len(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    # -- the connection --------------------------------------------------------------
+
+    async def run(self, initial: bytes) -> None:
+        if initial:
+            self.h11.receive_data(initial)
+            self.fed += len(initial)
+        try:
+            while True:
+                try:
+                    got = await self.next_request()
+                except h11.RemoteProtocolError as exc:
+                    await self.reject(exc.error_status_hint, f"bad request: {exc}\n")
+                    return
+                except _Reject as exc:
+                    await self.reject(exc.status, exc.message)
+                    return
+                if got is None:
+                    return
+                await self.respond(*got)
+                if self.h11.our_state is not h11.DONE or self.state.closing:
+                    return
+                self.h11.start_next_cycle()
+        except _Abort:
+            return
+
+
+async def serve_http1(
+    stream: trio.abc.HalfCloseableStream,
+    app: Handler,
+    limits: Limits,
+    state: ConnectionState,
+    initial: bytes = b"",
+) -> None:
+    """Serve HTTP/1.1 requests on ``stream`` until the client or the server is done.
+
+    ``initial`` is what the listener already read while deciding the protocol.
+    """
+    await _H1Connection(stream, app, limits, state).run(initial)

@@ -1,0 +1,45 @@
+"""Every size, count and wait the servers enforce, with the reason for each value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    # Request head (request line + header fields). 16 KiB is h11's own default and sits
+    # between nginx (8 KiB per line, 32 KiB in all by default) and Node (16 KiB). h11 only
+    # enforces it while a head is incomplete, so the lab checks complete heads too -> 431.
+    max_head_size: int = 16 * 1024
+    # Request body, read whole before the handler runs (POST /chat sends a small JSON
+    # object). 1 MiB is far above any lab request -> 413.
+    max_body_size: int = 1024 * 1024
+    # How long a client may take to send a whole request head once it has started one
+    # (slowloris guard) -> 408 and close.
+    head_timeout: float = 10.0
+    # How long an idle keep-alive connection is kept between requests (nginx: 75 s;
+    # Apache: 5 s). 30 s keeps notebook sessions usable without hoarding sockets.
+    idle_timeout: float = 30.0
+    # How long one wait for more of a request body may take -> 408 and close.
+    body_timeout: float = 30.0
+    # How long one send may block on a reader that does not read (a full socket buffer).
+    # Past it the client is too slow and is disconnected; its handler is cancelled.
+    send_timeout: float = 30.0
+    # Bytes asked of the socket per receive: one loopback read of a typical burst.
+    receive_size: int = 64 * 1024
+    # While a response streams, the server keeps reading to notice a disconnect; bytes
+    # that arrive meanwhile (pipelined requests) are kept for later, up to this much.
+    # Past it the server stops reading until the response is done (back-pressure).
+    max_pipelined_bytes: int = 64 * 1024
+    # After an error response the server half-closes, then reads and discards at most
+    # this much for at most this long, so that the client sees the response instead of
+    # a reset caused by unread data (RFC 9112 §9.6 "lingering close").
+    linger_bytes: int = 64 * 1024
+    linger_timeout: float = 2.0
+    # Open connections at once; one more is closed at accept. 16,384 leaves room for the
+    # 10,000 idle SSE streams the design aims at, within a raised file-descriptor limit.
+    max_connections: int = 16_384
+    # On shutdown: streams in flight get this long to finish before they are cancelled.
+    shutdown_grace: float = 5.0

@@ -1,0 +1,161 @@
+"""The listening socket: accept, pick the protocol, run one task per connection, shut down.
+
+One port serves every protocol the lab speaks; the listener reads the first bytes of a
+connection to tell them apart (today HTTP/1.1 only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from lab.apps import Handler
+from lab.apps import app as default_app
+from lab.capture.trace import Trace
+from lab.server.http1 import serve_http1
+from lab.server.limits import Limits
+
+__all__ = ["ConnectionState", "Server", "serve_tcp"]
+
+log = logging.getLogger("lab.server")
+
+
+@dataclass(eq=False, slots=True)
+class ConnectionState:
+    """What the server and one connection's task share."""
+
+    closing: bool = False  # the server is shutting down: finish the response, then close
+    client_gone: bool = False  # the client left while a response was streaming
+    _idle_scope: trio.CancelScope | None = field(default=None, repr=False)
+
+    @contextmanager
+    def idle(self) -> Iterator[trio.CancelScope]:
+        """Mark a wait between requests, which shutdown may cut short."""
+        with trio.CancelScope() as scope:
+            self._idle_scope = scope
+            if self.closing:
+                scope.cancel()
+            try:
+                yield scope
+            finally:
+                self._idle_scope = None
+
+    def close_when_idle(self) -> None:
+        self.closing = True
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+
+class Server:
+    """A running lab server; ``await nursery.start(serve_tcp, ...)`` returns one."""
+
+    def __init__(
+        self,
+        app: Handler = default_app,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: Limits | None = None,
+        trace_dir: Path | None = None,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.limits = limits or Limits()
+        self.trace_dir = trace_dir
+        self.connections: set[ConnectionState] = set()
+        self.accepted = 0
+        self._accept_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self._drained = trio.Event()
+        self._shutting_down = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def serve(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._accept, listeners, nursery)
+            task_status.started(self)
+
+    async def _accept(self, listeners: list[trio.SocketListener], nursery: trio.Nursery) -> None:
+        try:
+            with self._accept_scope:
+                await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+
+    def shutdown(self) -> None:
+        """Stop accepting, close idle connections, let streams finish within the grace."""
+        if self._shutting_down or self._nursery is None:
+            return
+        self._shutting_down = True
+        self._accept_scope.cancel()
+        for state in list(self.connections):
+            state.close_when_idle()
+        if not self.connections:
+            self._drained.set()
+        self._nursery.start_soon(self._cancel_after_grace)
+
+    async def _cancel_after_grace(self) -> None:
+        with trio.move_on_after(self.limits.shutdown_grace):
+            await self._drained.wait()
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        if len(self.connections) >= self.limits.max_connections:
+            log.warning("over %d connections: closing a new one", self.limits.max_connections)
+            await stream.aclose()
+            return
+        self.accepted += 1
+        number = self.accepted
+        state = ConnectionState(closing=self._shutting_down)
+        self.connections.add(state)
+        trace: Trace | None = None
+        conn_stream: trio.abc.HalfCloseableStream = stream
+        if self.trace_dir is not None:
+            from lab.capture.tap import Recorder
+
+            trace = Trace(name=f"conn-{number:05d}", description=f"server side of connection {number}")
+            conn_stream = Recorder(trace).tap(stream, "server")
+        try:
+            await serve_http1(conn_stream, self.app, self.limits, state)
+        finally:
+            self.connections.discard(state)
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await conn_stream.aclose()
+            if self._shutting_down and not self.connections:
+                self._drained.set()
+            if trace is not None and self.trace_dir is not None:
+                self.trace_dir.mkdir(parents=True, exist_ok=True)
+                trace.save(self.trace_dir / f"{trace.name}.trace")
+
+
+async def serve_tcp(
+    app: Handler = default_app,
+    port: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    limits: Limits | None = None,
+    trace_dir: Path | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the lab on ``host:port`` (port 0 picks a free one) until cancelled or shut down.
+
+    ``server = await nursery.start(serve_tcp, app, 0)`` gives the running :class:`Server`.
+    """
+    server = Server(app, host=host, port=port, limits=limits, trace_dir=trace_dir)
+    await server.serve(task_status=task_status)
+
+

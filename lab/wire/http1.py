@@ -1,0 +1,277 @@
+"""HTTP/1.1 message framing as annotated segments (RFC 9112), for showing a byte stream.
+
+:class:`MessageDecoder` reads one direction of a connection: request heads and bodies
+(``role="request"``) or response heads and bodies (``role="response"``). It finds each
+message's start line, header fields and the empty line that ends the head, then delimits
+the body the way RFC 9112 §6.3 says: chunked (through :class:`lab.wire.chunked.
+ChunkedDecoder`), Content-Length, or (responses only) until the connection closes.
+
+It is a viewer's decoder, not a server's: the servers use h11. It is strict where
+framing is concerned (a bad length or a bad chunk raises :class:`HTTP1Error` with the
+offset) and keeps every byte accounted for in some segment.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar, Final, Literal
+
+from lab.wire.chunked import ChunkedDecoder
+from lab.wire.errors import ProtocolError
+from lab.wire.segment import Segment
+
+__all__ = [
+    "MAX_HEAD_SIZE",
+    "BodyData",
+    "HTTP1Error",
+    "HeadEnd",
+    "HeaderField",
+    "MessageDecoder",
+    "RequestLine",
+    "StatusLine",
+]
+
+# A viewer shows heads that a server refused too (the 431 experiments send 16 KiB+), so
+# its limit is well above any server's; it only keeps a broken stream from buffering
+# without end.
+MAX_HEAD_SIZE: Final = 256 * 1024
+_TOKEN: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class HTTP1Error(ProtocolError):
+    """Bad HTTP/1.1 framing at a byte offset."""
+
+
+def _show(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLine(Segment):
+    method: str
+    target: str
+    version: str
+    kind: ClassVar[str] = "request-line"
+
+    def note(self) -> str:
+        return f"request line: method {self.method}, target {self.target}, {self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLine(Segment):
+    version: str
+    status: int
+    reason: str
+    kind: ClassVar[str] = "status-line"
+
+    def note(self) -> str:
+        return f"status line: {self.version} {self.status} {self.reason!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderField(Segment):
+    name: str
+    value: str
+    kind: ClassVar[str] = "header-field"
+
+    def note(self) -> str:
+        return f"header field {self.name}: {self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class HeadEnd(Segment):
+    framing: str  # how the body that follows is delimited, in words
+    kind: ClassVar[str] = "head-end"
+
+    def note(self) -> str:
+        return f"empty line: end of head; body {self.framing}"
+
+
+@dataclass(frozen=True, slots=True)
+class BodyData(Segment):
+    data: bytes
+    kind: ClassVar[str] = "body-data"
+
+    def note(self) -> str:
+        return f"{len(self.data)} bytes of body"
+
+
+_Framing = Literal["none", "length", "chunked", "close"]
+
+
+class MessageDecoder:
+    """Incremental decoder for one direction of an HTTP/1.1 connection.
+
+    For ``role="response"``, call :meth:`expect` with each request's method in order
+    (a response to HEAD has no body). Without it, responses are read as answers to GET.
+    """
+
+    def __init__(self, role: Literal["request", "response"]) -> None:
+        self.role = role
+        self._buf = bytearray()
+        self._offset = 0  # absolute offset of _buf[0]
+        self._framing: _Framing | None = None  # None: reading a head
+        self._remaining = 0  # Content-Length bytes still to come
+        self._chunked: ChunkedDecoder | None = None
+        self._methods: deque[str] = deque()
+        self.messages = 0  # complete messages so far
+
+    def expect(self, method: str) -> None:
+        self._methods.append(method)
+
+    def feed(self, data: bytes) -> list[Segment]:
+        self._buf += data
+        out: list[Segment] = []
+        while self._step(out):
+            pass
+        return out
+
+    def eof(self) -> list[Segment]:
+        """End of this direction: ends a close-delimited body; anything else left is an
+        error (a message cut short)."""
+        out = self.feed(b"")
+        if self._framing == "close":
+            self._end_message()
+        elif self._framing is not None or self._buf:
+            raise HTTP1Error(
+                "connection ended inside a message", self._offset + len(self._buf)
+            )
+        return out
+
+    # -- internals -------------------------------------------------------------------
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._offset += n
+        return data
+
+    def _end_message(self) -> None:
+        self._framing = None
+        self._chunked = None
+        self.messages += 1
+
+    def _step(self, out: list[Segment]) -> bool:
+        if self._framing is None:
+            return self._head(out)
+        if self._framing == "length":
+            if not self._buf or not self._remaining:
+                if not self._remaining:
+                    self._end_message()
+                    return True
+                return False
+            n = min(self._remaining, len(self._buf))
+            start = self._offset
+            out.append(BodyData(start, start + n, self._take(n)))
+            self._remaining -= n
+            return True
+        if self._framing == "close":
+            if not self._buf:
+                return False
+            start, n = self._offset, len(self._buf)
+            out.append(BodyData(start, start + n, self._take(n)))
+            return False
+        assert self._chunked is not None
+        if not self._buf:
+            return False
+        data = self._take(len(self._buf))
+        out.extend(self._chunked.feed(data))
+        if self._chunked.done:
+            rest = self._chunked.unused_data
+            # Give back what belongs to the next message.
+            self._buf[:0] = rest
+            self._offset -= len(rest)
+            self._end_message()
+            return True
+        return False
+
+    def _head(self, out: list[Segment]) -> bool:
+        end = self._buf.find(b"\r\n\r\n")
+        lf_end = self._buf.find(b"\n\n")
+        if end < 0 and lf_end < 0:
+            if len(self._buf) > MAX_HEAD_SIZE:
+                raise HTTP1Error(f"head longer than {MAX_HEAD_SIZE} bytes", self._offset)
+            return False
+        base = self._offset
+        lines: list[tuple[int, int, bytes]] = []  # (start, end incl. line ending, content)
+        pos = 0
+        while True:
+            nl = self._buf.find(b"\n", pos)
+            if nl < 0:
+                return False
+            content_end = nl - 1 if nl > pos and self._buf[nl - 1] == 0x0D else nl
+            line = bytes(self._buf[pos:content_end])
+            if b"\r" in line:
+                raise HTTP1Error("bare CR in a head line", base + pos + line.index(b"\r"))
+            lines.append((base + pos, base + nl + 1, line))
+            pos = nl + 1
+            if not line:
+                break
+        if len(lines) == 1 and self.messages == 0 and self.role == "request":
+            raise HTTP1Error("empty line where a request line should be", base)
+        # RFC 9112 §2.2: a server should ignore at least one empty line before a request.
+        first_start, first_end, first = lines[0]
+        segs: list[Segment] = [self._start_line(first_start, first_end, first)]
+        headers: list[tuple[str, str]] = []
+        for start, stop, line in lines[1:-1]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or any(c not in _TOKEN for c in name):
+                raise HTTP1Error(f"malformed header field line {_show(line)!r}", start)
+            field = HeaderField(start, stop, _show(name), _show(value.strip(b" \t")))
+            headers.append((field.name.lower(), field.value))
+            segs.append(field)
+        framing, words = self._framing_for(segs[0], headers, base)
+        blank_start, blank_end, _ = lines[-1]
+        segs.append(HeadEnd(blank_start, blank_end, words))
+        out.extend(segs)
+        self._take(pos)
+        if framing == "none":
+            self._end_message()
+        elif framing == "chunked":
+            self._framing = "chunked"
+            self._chunked = ChunkedDecoder(offset=self._offset)
+        else:
+            self._framing = framing
+        return True
+
+    def _start_line(self, start: int, end: int, line: bytes) -> Segment:
+        parts = line.split(b" ", 2)
+        if self.role == "request":
+            if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+                raise HTTP1Error(f"malformed request line {_show(line)!r}", start)
+            return RequestLine(start, end, _show(parts[0]), _show(parts[1]), _show(parts[2]))
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise HTTP1Error(f"malformed status line {_show(line)!r}", start)
+        reason = _show(parts[2]) if len(parts) == 3 else ""
+        return StatusLine(start, end, _show(parts[0]), int(parts[1]), reason)
+
+    def _framing_for(
+        self, first: Segment, headers: list[tuple[str, str]], offset: int
+    ) -> tuple[_Framing, str]:
+        """RFC 9112 §6.3, in the order it gives."""
+        te = [v for k, v in headers if k == "transfer-encoding"]
+        cl = [v for k, v in headers if k == "content-length"]
+        if isinstance(first, StatusLine):
+            if 100 <= first.status < 200:
+                # An interim response: the final one to the same request is still to come.
+                return "none", "absent (interim 1xx response)"
+            method = self._methods.popleft() if self._methods else "GET"
+            if method == "HEAD" or first.status in (204, 304):
+                return "none", f"absent ({first.status} to {method})"
+        if te:
+            codings = [c.strip().lower() for v in te for c in v.split(",")]
+            if codings[-1] == "chunked":
+                return "chunked", "in chunked coding (Transfer-Encoding: chunked)"
+            if self.role == "request":
+                raise HTTP1Error("request Transfer-Encoding does not end in chunked", offset)
+            return "close", "runs until the connection closes (non-chunked coding)"
+        if cl:
+            values = {v.strip() for c in cl for v in c.split(",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise HTTP1Error(f"invalid Content-Length {cl!r}", offset)
+            self._remaining = int(values.pop())
+            return "length", f"of {self._remaining} bytes (Content-Length)"
+        if self.role == "request":
+            return "none", "absent (no Content-Length, no Transfer-Encoding)"
+        return "close", "runs until the connection closes (no length given)"
