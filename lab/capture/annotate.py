@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from lab.capture.trace import EOF, RECV, SEND, ConnectionTrace, Trace
+from lab.capture.trace import EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Trace
 from lab.wire.errors import ProtocolError
 from lab.wire.http1 import MessageDecoder, RequestLine
 from lab.wire.segment import Segment
@@ -136,9 +136,9 @@ def annotate_connection(conn: ConnectionTrace, index: int = 1) -> AnnotatedConne
             from_client = conn.is_from_client(rec)
             d = sides[from_client]
             emit(from_client, d.run(lambda d=d, data=rec.data: d.decoder.feed(data)), i, rec.t)
-        elif rec.kind == EOF:
-            # The peer of the tapped side finished sending.
-            from_client = conn.side == "server"
+        elif rec.kind in (EOF, SHUTDOWN):
+            # EOF: the tapped side's peer finished sending; SHUTDOWN: the tapped side did.
+            from_client = (conn.side == "server") == (rec.kind == EOF)
             d = sides[from_client]
             d.ended = True
             emit(from_client, d.run(d.decoder.eof), i, rec.t)

@@ -72,7 +72,8 @@ class Server:
         self.accepted = 0
         self._accept_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
-        self._drained = trio.Event()
+        self._no_connections = trio.Event()
+        self._no_connections.set()
         self._shutting_down = False
 
     @property
@@ -95,6 +96,10 @@ class Server:
             for listener in listeners:
                 await listener.aclose()
 
+    async def wait_no_connections(self) -> None:
+        """Return once no connection is open (at once if none is)."""
+        await self._no_connections.wait()
+
     def shutdown(self) -> None:
         """Stop accepting, close idle connections, let streams finish within the grace."""
         if self._shutting_down or self._nursery is None:
@@ -103,13 +108,11 @@ class Server:
         self._accept_scope.cancel()
         for state in list(self.connections):
             state.close_when_idle()
-        if not self.connections:
-            self._drained.set()
         self._nursery.start_soon(self._cancel_after_grace)
 
     async def _cancel_after_grace(self) -> None:
         with trio.move_on_after(self.limits.shutdown_grace):
-            await self._drained.wait()
+            await self._no_connections.wait()
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 
@@ -122,6 +125,8 @@ class Server:
         number = self.accepted
         state = ConnectionState(closing=self._shutting_down)
         self.connections.add(state)
+        if self._no_connections.is_set():
+            self._no_connections = trio.Event()
         trace: Trace | None = None
         conn_stream: trio.abc.HalfCloseableStream = stream
         if self.trace_dir is not None:
@@ -135,8 +140,8 @@ class Server:
             self.connections.discard(state)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await conn_stream.aclose()
-            if self._shutting_down and not self.connections:
-                self._drained.set()
+            if not self.connections:
+                self._no_connections.set()
             if trace is not None and self.trace_dir is not None:
                 self.trace_dir.mkdir(parents=True, exist_ok=True)
                 trace.save(self.trace_dir / f"{trace.name}.trace")

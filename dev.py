@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Set up streamlab on a fresh machine and run it: `python3 dev.py tour` or `python3 dev.py test`.
+
+Needs only Python 3.11+ with pip. It makes `.venv/`, installs the project with its
+development extras (again only when pyproject.toml changed), and for `test` installs the
+Debian packages of the tools the interop tests drive when it runs as root. Extra
+arguments after `test` go to pytest (e.g. `python3 dev.py test -m "not interop and not fuzz"`
+for the fast tier).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".streamlab-installed"
+# The command-line tools the interop tests drive, and the Debian package of each.
+SYSTEM_TOOLS = {
+    "curl": "curl",
+    "tshark": "tshark",
+}
+
+
+def run(*cmd: str | Path, **kw: object) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, **kw)  # type: ignore[call-overload]
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"streamlab needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        run(sys.executable, "-m", "venv", VENV)
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]")
+    STAMP.write_text(wanted)
+
+
+def ensure_system_tools() -> None:
+    missing = sorted({pkg for tool, pkg in SYSTEM_TOOLS.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        print(
+            f"not root, so not installing {' '.join(missing)}: the tests that need them "
+            "will fail naming the package",
+            file=sys.stderr,
+        )
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run("apt-get", "update", "-q", env=env)
+    run("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("tour", "test"):
+        print(__doc__)
+        return 2
+    ensure_venv()
+    if argv[0] == "tour":
+        return subprocess.call([str(BIN / "lab"), "tour", *argv[1:]], cwd=ROOT)
+    ensure_system_tools()
+    os.chdir(ROOT)
+    for check in (
+        [BIN / "ruff", "check", "lab", "tests", "notebooks", "dev.py"],
+        [BIN / "ruff", "format", "--check", "lab", "tests", "notebooks", "dev.py"],
+        [BIN / "mypy"],
+    ):
+        run(*check)
+    return subprocess.call([str(BIN / "python"), "-m", "pytest", *argv[1:]])
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main(sys.argv[1:]))
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(exc.returncode) from None

@@ -1,0 +1,220 @@
+"""``python -m lab`` / ``lab``: serve, scenarios, capture, show, tour."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lab.capture.annotate import annotate
+from lab.capture.fileformat import load
+from lab.capture.pcapng import export_pcapng
+from lab.capture.trace import Trace
+from lab.capture.views import data_arrivals, render
+
+__all__ = ["VIEWS", "main"]
+
+VIEWS = ("annotated", "hex", "timeline", "sequence")
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+# -- serve ---------------------------------------------------------------------------
+
+
+async def _serve(host: str, port: int, trace_dir: Path | None, console: Console) -> None:
+    from lab.apps import index_text
+    from lab.server import serve_tcp
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: serve_tcp(
+                port=port, host=host, trace_dir=trace_dir, task_status=task_status
+            )
+        )
+        console.print(f"streamlab serving HTTP/1.1 on {server.url}", style="bold")
+        if trace_dir is not None:
+            console.print(f"one trace per connection in {trace_dir}/")
+        console.print(escape(index_text()))
+        console.print("Ctrl-C stops the server.")
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                console.print("shutting down: idle connections close, streams get a grace")
+                server.shutdown()
+                break
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    trio.run(_serve, args.host, args.port, args.trace_dir, _console())
+    return 0
+
+
+# -- scenarios / capture / tour ------------------------------------------------------
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from lab.scenarios import SCENARIOS
+
+    console = _console()
+    width = max(len(s.name) for s in SCENARIOS)
+    for s in SCENARIOS:
+        console.print(f"{s.name:<{width}}  {escape(s.summary)}")
+    return 0
+
+
+def write_capture(trace: Trace, out: Path) -> tuple[Path, Path]:
+    """Write ``NAME.trace`` and ``NAME.pcapng`` (with the annotation as packet comments)."""
+    out.mkdir(parents=True, exist_ok=True)
+    trace_path = out / f"{trace.name}.trace"
+    pcap_path = out / f"{trace.name}.pcapng"
+    trace.save(trace_path)
+    notes = {ac.index: ac.record_notes() for ac in annotate(trace)}
+
+    def comment(conn_index: int, record_index: int) -> str | None:
+        found = notes.get(conn_index, {}).get(record_index)
+        return "; ".join(found) if found else None
+
+    export_pcapng(trace, pcap_path, annotations=comment)
+    return trace_path, pcap_path
+
+
+def _scenario_names(args: argparse.Namespace) -> list[str]:
+    from lab.scenarios import SCENARIOS, get
+
+    if args.all:
+        return [s.name for s in SCENARIOS]
+    if not args.names:
+        raise SystemExit("name one or more scenarios, or --all (see `lab scenarios`)")
+    for name in args.names:
+        try:
+            get(name)
+        except KeyError as exc:
+            raise SystemExit(str(exc.args[0])) from None
+    return list(args.names)
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from lab.scenarios import run_scenarios
+
+    console = _console()
+    traces = trio.run(run_scenarios, _scenario_names(args))
+    for trace in traces:
+        trace_path, pcap_path = write_capture(trace, args.out)
+        console.rule(f"[bold]{escape(trace.name)}")
+        render(trace, "annotated", console)
+        console.print(f"wrote {trace_path} and {pcap_path}")
+    return 0
+
+
+def summary_row(trace: Trace) -> tuple[str, ...]:
+    """Figures for the tour's summary table, all read off the trace."""
+    up = sum(len(c.client_to_server()) for c in trace.connections)
+    down = sum(len(c.server_to_client()) for c in trace.connections)
+    requests = sum(
+        1 for ac in annotate(trace) for a in ac.items if a.segment.kind == "request-line"
+    )
+    arrivals = data_arrivals(trace)
+    if arrivals:
+        first, last = arrivals[0][1], arrivals[-1][1]
+        times = f"{first * 1000:.1f} / {last * 1000:.1f}"
+    else:
+        times = "-"
+    return (
+        trace.name,
+        str(len(trace.connections)),
+        str(requests),
+        str(up),
+        str(down),
+        str(len(arrivals)),
+        times,
+    )
+
+
+def cmd_tour(args: argparse.Namespace) -> int:
+    from lab.scenarios import SCENARIOS, run_scenarios
+
+    console = _console()
+    console.rule("[bold]streamlab tour: streaming HTTP on the wire")
+    console.print(
+        "Each scenario below ran just now against a lab server on 127.0.0.1. Every row is "
+        "a byte range that really crossed the socket, with its time (ms since connect), "
+        "its direction (C→S client to server, S→C back) and what it means."
+    )
+    traces = trio.run(run_scenarios, [s.name for s in SCENARIOS])
+    table = Table(title="summary (all figures read off this run's traces)")
+    for column in (
+        "scenario", "connections", "requests", "bytes C→S", "bytes S→C",
+        "body pieces", "first / last body byte (ms)",
+    ):  # fmt: skip
+        table.add_column(column)
+    for scenario, trace in zip(SCENARIOS, traces, strict=True):
+        console.rule(f"[bold]{escape(scenario.name)}")
+        console.print(escape(scenario.story), style="italic")
+        render(trace, "annotated", console)
+        table.add_row(*summary_row(trace))
+    console.rule()
+    console.print(table)
+    return 0
+
+
+# -- show ----------------------------------------------------------------------------
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    console = _console()
+    trace = load(args.file)
+    render(trace, args.view, console)
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lab", description="streamlab: streaming HTTP on the wire, byte by byte"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the lab's endpoints (HTTP/1.1)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--trace-dir", type=Path, default=None, help="one trace per connection")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("scenarios", help="list the scenarios")
+    p.set_defaults(func=cmd_scenarios)
+
+    p = sub.add_parser("capture", help="run scenarios and write .trace and .pcapng files")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("captures"))
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("show", help="view a trace file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--view", choices=VIEWS, default="annotated")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("tour", help="every scenario in order, narrated")
+    p.set_defaults(func=cmd_tour)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except BrokenPipeError:  # `lab tour | head`
+        sys.stderr.close()
+        return 0
+    return result
