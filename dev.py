@@ -34,7 +34,7 @@ def run(*cmd: str | Path, **kw: object) -> None:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
         sys.exit(f"streamlab needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         run(sys.executable, "-m", "venv", VENV)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Handler", "HTTPError", "Request", "ResponseStream", "make_request"]
+__all__ = ["HTTPError", "Handler", "Request", "ResponseStream", "make_request"]
 
 Headers = Sequence[tuple[str, str]]
 
@@ -38,9 +38,7 @@ class Request:
         return None
 
 
-def make_request(
-    method: str, target: str, headers: Headers, body: bytes, protocol: str
-) -> Request:
+def make_request(method: str, target: str, headers: Headers, body: bytes, protocol: str) -> Request:
     parts = urlsplit(target)
     query: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

@@ -12,11 +12,50 @@ __all__ = ["DONE", "tokens_for"]
 
 DONE = "[DONE]"
 
-_WORDS = (
-    "bytes stream over the wire in chunks while the model thinks and each token "
-    "arrives as soon as it is ready so the reader sees the answer grow one piece at "
-    "a time instead of waiting for the whole reply to finish"
-).split()
+_WORDS = [
+    "bytes",
+    "stream",
+    "over",
+    "the",
+    "wire",
+    "in",
+    "chunks",
+    "while",
+    "the",
+    "model",
+    "thinks",
+    "and",
+    "each",
+    "token",
+    "arrives",
+    "as",
+    "soon",
+    "as",
+    "it",
+    "is",
+    "ready",
+    "so",
+    "the",
+    "reader",
+    "sees",
+    "the",
+    "answer",
+    "grow",
+    "one",
+    "piece",
+    "at",
+    "a",
+    "time",
+    "instead",
+    "of",
+    "waiting",
+    "for",
+    "the",
+    "whole",
+    "reply",
+    "to",
+    "finish",
+]
 
 
 def tokens_for(prompt: str, n: int) -> list[str]:

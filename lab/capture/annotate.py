@@ -98,11 +98,18 @@ class _Direction:
         self.failed = False
         self.ended = False
 
-    def run(self, step: Callable[[], list[Segment]]) -> list[Segment]:
+    def feed(self, data: bytes) -> list[Segment]:
+        return self._guard(self.decoder.feed, data)
+
+    def eof(self) -> list[Segment]:
+        self.ended = True
+        return self._guard(lambda _: self.decoder.eof(), b"")
+
+    def _guard(self, step: Callable[[bytes], list[Segment]], data: bytes) -> list[Segment]:
         if self.failed:
             return []
         try:
-            segs = step()
+            segs = step(data)
         except ProtocolError as exc:
             self.failed = True
             return [Unparsed(self.covered, self.total, str(exc))]
@@ -128,27 +135,28 @@ def annotate_connection(conn: ConnectionTrace, index: int = 1) -> AnnotatedConne
     def emit(from_client: bool, segs: list[Segment], i: int, t: float) -> None:
         for seg in segs:
             items.append(Annotated(from_client, seg, i, t))
-            if from_client and isinstance(seg, RequestLine) and isinstance(to_client, MessageDecoder):
+            if (
+                from_client
+                and isinstance(seg, RequestLine)
+                and isinstance(to_client, MessageDecoder)
+            ):
                 to_client.expect(seg.method)
 
     for i, rec in enumerate(conn.records):
         if rec.kind in (SEND, RECV):
             from_client = conn.is_from_client(rec)
-            d = sides[from_client]
-            emit(from_client, d.run(lambda d=d, data=rec.data: d.decoder.feed(data)), i, rec.t)
+            emit(from_client, sides[from_client].feed(rec.data), i, rec.t)
         elif rec.kind in (EOF, SHUTDOWN):
             # EOF: the tapped side's peer finished sending; SHUTDOWN: the tapped side did.
             from_client = (conn.side == "server") == (rec.kind == EOF)
-            d = sides[from_client]
-            d.ended = True
-            emit(from_client, d.run(d.decoder.eof), i, rec.t)
+            emit(from_client, sides[from_client].eof(), i, rec.t)
     last = len(conn.records) - 1
     t_last = conn.records[-1].t if conn.records else 0.0
     for from_client, d in sides.items():
         if not d.ended and not d.failed:
             # The trace ends without this direction's EOF (the tapped side closed, or a
             # reset): a message still open was cut short.
-            emit(from_client, d.run(d.decoder.eof), last, t_last)
+            emit(from_client, d.eof(), last, t_last)
     return AnnotatedConnection(index, conn, items)
 
 

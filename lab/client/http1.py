@@ -99,7 +99,7 @@ class ClientConnection:
                 return event
             with trio.fail_after(CLIENT_TIMEOUT):
                 data = await self._stream.receive_some(RECEIVE_SIZE)
-            self._h11.receive_data(data)
+            self._h11.receive_data(bytes(data))
 
     async def read_response(self, *, stop_after_pieces: int | None = None) -> Response:
         """Read one response. With ``stop_after_pieces``, return after that many pieces of
@@ -136,9 +136,8 @@ class ClientConnection:
             else:
                 break
         response.body = bytes(body)
-        if response.complete and self._h11.our_state is h11.DONE:
-            if self._h11.their_state is h11.DONE:
-                self._h11.start_next_cycle()
+        if response.complete and self._h11.our_state is self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
         return response
 
     async def request(
@@ -194,9 +193,9 @@ async def fetch(
     port: int,
     method: str = "GET",
     target: str = "/",
+    *,
     headers: Sequence[tuple[str, str]] = (),
     body: bytes = b"",
-    *,
     name: str = "fetch",
 ) -> Exchange:
     """One request on a new connection: the response and the trace of the connection."""

@@ -140,16 +140,18 @@ class _H1Connection:
 
     # -- receiving -------------------------------------------------------------------
 
-    async def receive(self, timeout: float) -> bool:
-        """Feed h11 one read; False if the wait timed out."""
-        with trio.move_on_after(timeout) as scope:
+    async def receive(self, wait: float) -> bool:
+        """Feed h11 one read; False if none came within ``wait`` seconds."""
+        with trio.move_on_after(wait) as scope:
             try:
                 data = await self.stream.receive_some(self.limits.receive_size)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise _Abort from None
         if scope.cancelled_caught:
             return False
-        self.h11.receive_data(data)  # b"" is h11's EOF, as it should be
+        # b"" is h11's EOF, as it should be. (A SocketStream gives bytes; only another
+        # stream type could give a bytearray, which h11 is not typed for.)
+        self.h11.receive_data(data if type(data) is bytes else bytes(data))
         self.fed += len(data)
         return True
 
@@ -194,21 +196,19 @@ class _H1Connection:
             await self.send(h11.InformationalResponse(status_code=100, headers=[]))
         body = bytearray()
         while True:
-            event = await self._next_event(self.limits.body_timeout, "request body")
-            if isinstance(event, h11.Data):
-                body += event.data
+            part = await self._next_event(self.limits.body_timeout, "request body")
+            if isinstance(part, h11.Data):
+                body += part.data
                 if len(body) > self.limits.max_body_size:
-                    raise _Reject(
-                        413, f"request body over {self.limits.max_body_size} bytes\n"
-                    )
-            elif isinstance(event, h11.EndOfMessage):
+                    raise _Reject(413, f"request body over {self.limits.max_body_size} bytes\n")
+            elif isinstance(part, h11.EndOfMessage):
                 return request, bytes(body)
             else:
                 raise _Reject(400, "connection closed inside the request body\n")
 
-    async def _next_event(self, timeout: float, what: str) -> h11.Event | type[h11.PAUSED]:
+    async def _next_event(self, wait: float, what: str) -> object:
         while (event := self.h11.next_event()) is h11.NEED_DATA:
-            if not await self.receive(timeout):
+            if not await self.receive(wait):
                 raise _Reject(408, f"{what} not complete in time\n")
         return event
 
@@ -259,7 +259,7 @@ class _H1Connection:
                 if not data:
                     break
                 # Pipelined bytes: h11 keeps them until start_next_cycle().
-                self.h11.receive_data(data)
+                self.h11.receive_data(data if type(data) is bytes else bytes(data))
                 self.fed += len(data)
                 kept += len(data)
             else:

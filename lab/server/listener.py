@@ -16,6 +16,7 @@ import trio
 
 from lab.apps import Handler
 from lab.apps import app as default_app
+from lab.capture.tap import Recorder
 from lab.capture.trace import Trace
 from lab.server.http1 import serve_http1
 from lab.server.limits import Limits
@@ -80,7 +81,9 @@ class Server:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def serve(self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
@@ -130,9 +133,9 @@ class Server:
         trace: Trace | None = None
         conn_stream: trio.abc.HalfCloseableStream = stream
         if self.trace_dir is not None:
-            from lab.capture.tap import Recorder
-
-            trace = Trace(name=f"conn-{number:05d}", description=f"server side of connection {number}")
+            trace = Trace(
+                name=f"conn-{number:05d}", description=f"server side of connection {number}"
+            )
             conn_stream = Recorder(trace).tap(stream, "server")
         try:
             await serve_http1(conn_stream, self.app, self.limits, state)
@@ -162,5 +165,3 @@ async def serve_tcp(
     """
     server = Server(app, host=host, port=port, limits=limits, trace_dir=trace_dir)
     await server.serve(task_status=task_status)
-
-

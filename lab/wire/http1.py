@@ -36,7 +36,9 @@ __all__ = [
 # its limit is well above any server's; it only keeps a broken stream from buffering
 # without end.
 MAX_HEAD_SIZE: Final = 256 * 1024
-_TOKEN: Final = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN: Final = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 
 
 class HTTP1Error(ProtocolError):
@@ -134,9 +136,7 @@ class MessageDecoder:
         if self._framing == "close":
             self._end_message()
         elif self._framing is not None or self._buf:
-            raise HTTP1Error(
-                "connection ended inside a message", self._offset + len(self._buf)
-            )
+            raise HTTP1Error("connection ended inside a message", self._offset + len(self._buf))
         return out
 
     # -- internals -------------------------------------------------------------------
@@ -262,6 +262,13 @@ class MessageDecoder:
         if te:
             codings = [c.strip().lower() for v in te for c in v.split(",")]
             if codings[-1] == "chunked":
+                if cl:
+                    # RFC 9112 §6.3 rule 3: Transfer-Encoding overrides Content-Length,
+                    # and the message is a smuggling suspect; a server must close after.
+                    return "chunked", (
+                        "in chunked coding: Transfer-Encoding overrides Content-Length "
+                        "(RFC 9112 §6.3; suspect message, the connection must close)"
+                    )
                 return "chunked", "in chunked coding (Transfer-Encoding: chunked)"
             if self.role == "request":
                 raise HTTP1Error("request Transfer-Encoding does not end in chunked", offset)

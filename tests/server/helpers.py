@@ -33,9 +33,7 @@ def run(fn: Callable[[], Awaitable[Any]], *, autojump: bool = False) -> Any:
 
 
 @asynccontextmanager
-async def lab_server(
-    app: Handler = lab_app, limits: Limits | None = None
-) -> AsyncIterator[Server]:
+async def lab_server(app: Handler = lab_app, limits: Limits | None = None) -> AsyncIterator[Server]:
     async with trio.open_nursery() as nursery:
         server: Server = await nursery.start(
             lambda task_status: serve_tcp(app, 0, limits=limits, task_status=task_status)
@@ -65,7 +63,9 @@ class H11Client:
 
     async def get(self, target: str, headers: list[tuple[str, str]] | None = None) -> None:
         fields = [("host", "lab"), *(headers or [])]
-        await self.send(h11.Request(method="GET", target=target, headers=fields), h11.EndOfMessage())
+        await self.send(
+            h11.Request(method="GET", target=target, headers=fields), h11.EndOfMessage()
+        )
 
     async def next_event(self) -> h11.Event:
         with trio.fail_after(WAIT):

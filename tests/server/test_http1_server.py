@@ -118,7 +118,8 @@ def test_body_over_limit_gets_413() -> None:
             body = b"{" + b" " * 200 + b"}"
             raw = await exchange_raw(
                 server,
-                b"POST /chat HTTP/1.1\r\nhost: a\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body),
+                b"POST /chat HTTP/1.1\r\nhost: a\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body), body),
             )
             assert raw.startswith(b"HTTP/1.1 413 ")
 
@@ -255,7 +256,9 @@ def test_handler_error_before_start_is_500_after_start_cuts_the_body() -> None:
 
     async def main() -> None:
         async with lab_server(app=broken) as server:
-            raw = await exchange_raw(server, b"GET /early HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            raw = await exchange_raw(
+                server, b"GET /early HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+            )
             assert raw.startswith(b"HTTP/1.1 500 ")
             raw = await exchange_raw(server, b"GET /late HTTP/1.1\r\nhost: a\r\n\r\n")
             assert raw.startswith(b"HTTP/1.1 200 ")
@@ -287,13 +290,23 @@ def test_http_error_statuses_and_allow_header() -> None:
     run(main)
 
 
-async def _post_chat(server_port: int, accept: str | None, payload: object) -> tuple[h11.Response, bytes, list[h11.Data]]:
+async def _post_chat(
+    server_port: int, accept: str | None, payload: object
+) -> tuple[h11.Response, bytes, list[h11.Data]]:
     client = H11Client(await trio.open_tcp_stream("127.0.0.1", server_port))
     body = json.dumps(payload).encode()
-    headers = [("host", "a"), ("content-type", "application/json"), ("content-length", str(len(body)))]
+    headers = [
+        ("host", "a"),
+        ("content-type", "application/json"),
+        ("content-length", str(len(body))),
+    ]
     if accept is not None:
         headers.append(("accept", accept))
-    await client.send(h11.Request(method="POST", target="/chat", headers=headers), h11.Data(data=body), h11.EndOfMessage())
+    await client.send(
+        h11.Request(method="POST", target="/chat", headers=headers),
+        h11.Data(data=body),
+        h11.EndOfMessage(),
+    )
     head, data, _ = await client.response()
     await client.stream.aclose()
     return head, b"".join(d.data for d in data), data
@@ -315,7 +328,9 @@ def test_chat_framings_follow_accept() -> None:
             assert (b"content-length", str(len(body)).encode()) in head.headers
             assert json.loads(body)["tokens"] == words
 
-            head, body, _ = await _post_chat(server.port, "text/*;q=0.5, application/json;q=0.1", payload)
+            head, body, _ = await _post_chat(
+                server.port, "text/*;q=0.5, application/json;q=0.1", payload
+            )
             assert body == "".join(words).encode() + b"\n[DONE]\n"
 
             head, body, _ = await _post_chat(server.port, "image/png", payload)
@@ -358,7 +373,7 @@ def test_shutdown_closes_idle_and_lets_streams_finish() -> None:
                 pieces.append(event)
             assert isinstance(event, h11.EndOfMessage)  # the stream ran to its end
             assert await read_all(busy.stream) == b""
-            with pytest.raises(OSError):
+            with pytest.raises(OSError, match="connect"):
                 await trio.open_tcp_stream("127.0.0.1", server.port)
 
     run(main)
