@@ -1,0 +1,131 @@
+"""Every notebook runs top to bottom in a fresh kernel, and its .ipynb twin is in sync.
+
+The notebooks' source of truth is the jupytext percent ``.py`` file; the ``.ipynb`` beside
+it is generated (``jupytext --to ipynb notebooks/NAME.py``) and committed without outputs.
+Each notebook is executed from its ``.py``, converted in memory, by nbclient in a new
+kernel that runs on this interpreter (see :func:`kernel_on_this_python`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+nbclient = pytest.importorskip("nbclient")
+
+pytestmark = pytest.mark.interop
+
+NOTEBOOK_DIR: Final = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS: Final = sorted(NOTEBOOK_DIR.glob("[0-9]*.py"))
+# A whole notebook: each one is meant to run in a few seconds; starting the kernel and
+# importing matplotlib take most of that on a slow machine, so allow ten times as much.
+NOTEBOOK_TIMEOUT: Final = 120
+# One cell: none waits on anything but loopback sockets and short token streams.
+CELL_TIMEOUT: Final = 60
+# The kernel name the notebooks' metadata asks for.
+KERNEL_NAME: Final = "python3"
+
+# Text each notebook's outputs must contain: proof that the interesting cells did their
+# job, not only that nothing raised.
+EXPECTED_OUTPUT: Final = {
+    "01_request_response_vs_streaming": [
+        "HTTP/1.1 200",  # a status line, printed for each reply
+        "content-length: ",
+        "transfer-encoding: chunked",
+        "last chunk (size 0)",  # the annotated view of the streamed reply
+        "TTFB ms",
+    ],
+    "02_chunked_coding_byte_by_byte": [
+        "by hand, lab.wire.chunked and h11 agree",
+        "the body's SHA-256, computed here, matches the trailer",
+        "ChunkedError at byte offset 6:",  # 3\r\nxxx__ : the first '_'
+        "ChunkedError at byte offset 1:",  # 5\n : the lone LF
+        "lone LF in the chunk-size line",
+        "mean gap",  # the timeline view of the token stream
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def kernel_on_this_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A ``python3`` kernelspec whose kernel runs on ``sys.executable`` (the venv's).
+
+    Whatever kernelspecs the machine or the user have installed, ``JUPYTER_PATH`` comes
+    first in Jupyter's search path, so the kernel is this interpreter, with the lab
+    installed, and nothing needs setting up by hand.
+    """
+    data_dir = tmp_path_factory.mktemp("jupyter-data")
+    spec_dir = data_dir / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python 3 ({sys.executable})",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(data_dir))
+        yield
+
+
+def _cell_sources(path: Path) -> list[tuple[str, str]]:
+    notebook = jupytext.read(path)
+    return [(cell.cell_type, cell.source) for cell in notebook.cells]
+
+
+def _output_text(notebook: object) -> str:
+    """Every piece of text the executed notebook shows: streams and text/plain results."""
+    parts = []
+    for cell in notebook.cells:  # type: ignore[attr-defined]
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                parts.append(output.text)
+            elif output.output_type in ("execute_result", "display_data"):
+                parts.append(output.data.get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def test_every_notebook_is_checked() -> None:
+    assert NOTEBOOKS, f"no notebooks found in {NOTEBOOK_DIR}"
+    assert {p.stem for p in NOTEBOOKS} == set(EXPECTED_OUTPUT)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_ipynb_is_in_sync(path: Path) -> None:
+    twin = path.with_suffix(".ipynb")
+    assert twin.exists(), f"run: jupytext --to ipynb {path.relative_to(NOTEBOOK_DIR.parent)}"
+    assert _cell_sources(twin) == _cell_sources(path), (
+        f"{twin.name} differs from {path.name}: regenerate it with jupytext --to ipynb"
+    )
+    for cell in jupytext.read(twin).cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"{twin.name} is committed with outputs"
+
+
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path: Path, kernel_on_this_python: None) -> None:
+    notebook = jupytext.read(path)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # the kernel's cwd
+    )
+    client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
+    errors = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if output.output_type == "error"
+    ]
+    assert not errors
+    text = _output_text(notebook)
+    for expected in EXPECTED_OUTPUT[path.stem]:
+        assert expected in text, f"{path.name}: no {expected!r} in the outputs"
