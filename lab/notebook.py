@@ -113,13 +113,12 @@ def _serve_in_thread(startup: _Startup, options: dict[str, Any]) -> None:
     try:
         trio.run(main)
     except BaseException as exc:
-        # Before ready: start_server re-raises it. After: the handle stops being `running`,
-        # and the default thread excepthook prints the traceback.
-        startup.error = exc
-        if not startup.ready.is_set():
-            startup.ready.set()
-            return
-        raise
+        if startup.ready.is_set():
+            # A crash after startup: the handle stops being `running`, and the thread's
+            # excepthook reports the traceback.
+            raise
+        startup.error = exc  # start_server raises it in the caller's thread
+        startup.ready.set()
 
 
 def _unwrap(exc: BaseException) -> BaseException:
