@@ -8,6 +8,7 @@ kernel that runs on this interpreter (see :func:`kernel_on_this_python`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -118,7 +119,11 @@ def test_notebook_runs(path: Path, kernel_on_this_python: None) -> None:
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # the kernel's cwd
     )
-    client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
+    # A loop of its own, closed at the end: nbclient installs SIGINT/SIGTERM handlers on
+    # the loop it runs on and leaves them there if the kernel fails to start, and a
+    # leftover handler makes every later trio.run in this process warn (an error here).
+    # Closing the loop removes them. Raises CellExecutionError if a cell fails.
+    asyncio.run(client.async_execute())
     errors = [
         output
         for cell in notebook.cells
