@@ -23,6 +23,7 @@ __all__ = [
     "RECV",
     "RESET",
     "SEND",
+    "SHUTDOWN",
     "ConnectionTrace",
     "Record",
     "Side",
@@ -35,7 +36,8 @@ RECV: Final = "recv"  # one receive_some() that returned ``data``
 EOF: Final = "eof"  # receive_some() returned b"": the peer closed its sending side
 CLOSE: Final = "close"  # the tapped side closed the connection
 RESET: Final = "reset"  # the connection broke (reset, broken pipe) under the tapped side
-RECORD_KINDS: Final = (CONNECT, SEND, RECV, EOF, CLOSE, RESET)
+SHUTDOWN: Final = "shutdown"  # the tapped side sent EOF (send_eof(): a FIN, still receiving)
+RECORD_KINDS: Final = (CONNECT, SEND, RECV, EOF, CLOSE, RESET, SHUTDOWN)
 
 Side = Literal["client", "server"]
 
