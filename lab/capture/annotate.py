@@ -112,7 +112,9 @@ class _Direction:
             segs = step(data)
         except ProtocolError as exc:
             self.failed = True
-            return [Unparsed(self.covered, self.total, str(exc))]
+            done = exc.segments  # what the failing feed completed before the bad byte
+            start = max(self.covered, done[-1].end) if done else self.covered
+            return [*done, Unparsed(start, self.total, str(exc))]
         if segs:
             self.covered = max(self.covered, segs[-1].end)
         return segs

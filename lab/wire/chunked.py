@@ -267,20 +267,9 @@ def _show(data: bytes) -> str:
 class ChunkedError(ProtocolError):
     """Invalid chunked coding at byte ``offset``.
 
-    ``segments`` holds what the failing :meth:`ChunkedDecoder.feed` call had already
-    completed before the bad byte, so a viewer can show everything up to the failure.
+    ``segments`` (from :class:`ProtocolError`) holds what the failing
+    :meth:`ChunkedDecoder.feed` call had already completed before the bad byte.
     """
-
-    def __init__(
-        self,
-        message: str,
-        offset: int,
-        *,
-        status_hint: int = 400,
-        segments: Sequence[Segment] = (),
-    ) -> None:
-        super().__init__(message, offset, status_hint=status_hint)
-        self.segments: list[Segment] = list(segments)
 
 
 Extensions = tuple[tuple[bytes, bytes | None], ...]

@@ -24,6 +24,7 @@ from lab.wire.segment import Segment
 __all__ = [
     "MAX_HEAD_SIZE",
     "BodyData",
+    "EmptyLine",
     "HTTP1Error",
     "HeadEnd",
     "HeaderField",
@@ -91,6 +92,14 @@ class HeadEnd(Segment):
 
 
 @dataclass(frozen=True, slots=True)
+class EmptyLine(Segment):
+    kind: ClassVar[str] = "empty-line"
+
+    def note(self) -> str:
+        return "empty line before a request line: ignored (RFC 9112 §2.2)"
+
+
+@dataclass(frozen=True, slots=True)
 class BodyData(Segment):
     data: bytes
     kind: ClassVar[str] = "body-data"
@@ -125,8 +134,14 @@ class MessageDecoder:
     def feed(self, data: bytes) -> list[Segment]:
         self._buf += data
         out: list[Segment] = []
-        while self._step(out):
-            pass
+        try:
+            while self._step(out):
+                pass
+        except ProtocolError as exc:
+            # Keep what this feed completed before the failure (a chunked decoder's own
+            # partial work comes after it).
+            exc.segments = out + exc.segments
+            raise
         return out
 
     def eof(self) -> list[Segment]:
@@ -187,6 +202,16 @@ class MessageDecoder:
         return False
 
     def _head(self, out: list[Segment]) -> bool:
+        if self.role == "request" and self._buf.startswith((b"\r", b"\n")):
+            # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) received
+            # before a request line (some clients send one after a POST body).
+            size = 2 if self._buf.startswith(b"\r\n") else 1 if self._buf[:1] == b"\n" else 0
+            if size == 0:
+                return False  # a lone CR so far: wait for the next byte
+            start = self._offset
+            self._take(size)
+            out.append(EmptyLine(start, start + size))
+            return True
         end = self._buf.find(b"\r\n\r\n")
         lf_end = self._buf.find(b"\n\n")
         if end < 0 and lf_end < 0:
@@ -208,9 +233,6 @@ class MessageDecoder:
             pos = nl + 1
             if not line:
                 break
-        if len(lines) == 1 and self.messages == 0 and self.role == "request":
-            raise HTTP1Error("empty line where a request line should be", base)
-        # RFC 9112 §2.2: a server should ignore at least one empty line before a request.
         first_start, first_end, first = lines[0]
         segs: list[Segment] = [self._start_line(first_start, first_end, first)]
         headers: list[tuple[str, str]] = []
