@@ -13,11 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lab.apps import index_text
 from lab.capture.annotate import annotate
 from lab.capture.fileformat import load
-from lab.capture.pcapng import export_pcapng
+from lab.capture.store import write_capture
 from lab.capture.trace import Trace
 from lab.capture.views import data_arrivals, render
+from lab.scenarios import SCENARIOS, get, run_scenarios
+from lab.server import serve_tcp
 
 __all__ = ["VIEWS", "main"]
 
@@ -32,8 +35,6 @@ def _console() -> Console:
 
 
 async def _serve(host: str, port: int, trace_dir: Path | None, console: Console) -> None:
-    from lab.apps import index_text
-    from lab.server import serve_tcp
 
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
@@ -62,7 +63,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from lab.scenarios import SCENARIOS
 
     console = _console()
     width = max(len(s.name) for s in SCENARIOS)
@@ -71,24 +71,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_capture(trace: Trace, out: Path) -> tuple[Path, Path]:
-    """Write ``NAME.trace`` and ``NAME.pcapng`` (with the annotation as packet comments)."""
-    out.mkdir(parents=True, exist_ok=True)
-    trace_path = out / f"{trace.name}.trace"
-    pcap_path = out / f"{trace.name}.pcapng"
-    trace.save(trace_path)
-    notes = {ac.index: ac.record_notes() for ac in annotate(trace)}
-
-    def comment(conn_index: int, record_index: int) -> str | None:
-        found = notes.get(conn_index, {}).get(record_index)
-        return "; ".join(found) if found else None
-
-    export_pcapng(trace, pcap_path, annotations=comment)
-    return trace_path, pcap_path
-
-
 def _scenario_names(args: argparse.Namespace) -> list[str]:
-    from lab.scenarios import SCENARIOS, get
 
     if args.all:
         return [s.name for s in SCENARIOS]
@@ -103,7 +86,6 @@ def _scenario_names(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from lab.scenarios import run_scenarios
 
     console = _console()
     traces = trio.run(run_scenarios, _scenario_names(args))
@@ -140,7 +122,6 @@ def summary_row(trace: Trace) -> tuple[str, ...]:
 
 
 def cmd_tour(args: argparse.Namespace) -> int:
-    from lab.scenarios import SCENARIOS, run_scenarios
 
     console = _console()
     console.rule("[bold]streamlab tour: streaming HTTP on the wire")

@@ -57,7 +57,7 @@ class _Decoder(Protocol):
 
 @dataclass(slots=True)
 class AnnotatedConnection:
-    index: int  # 1-based, as in the trace file
+    index: int  # from 0, as in the trace file, the pcapng and Wireshark's tcp.stream
     conn: ConnectionTrace
     items: list[Annotated]
 
@@ -126,7 +126,7 @@ def _decoders(conn: ConnectionTrace) -> tuple[_Decoder, _Decoder]:
     raise ValueError(f"no annotator for protocol {conn.protocol!r}")
 
 
-def annotate_connection(conn: ConnectionTrace, index: int = 1) -> AnnotatedConnection:
+def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConnection:
     to_server, to_client = _decoders(conn)
     sides = {
         True: _Direction(to_server, len(conn.client_to_server())),
@@ -164,4 +164,4 @@ def annotate_connection(conn: ConnectionTrace, index: int = 1) -> AnnotatedConne
 
 def annotate(trace: Trace) -> list[AnnotatedConnection]:
     """Every connection of ``trace``, annotated."""
-    return [annotate_connection(c, i) for i, c in enumerate(trace.connections, start=1)]
+    return [annotate_connection(c, i) for i, c in enumerate(trace.connections)]

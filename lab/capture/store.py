@@ -17,8 +17,7 @@ def write_capture(trace: Trace, out: Path) -> tuple[Path, Path]:
     trace_path = out / f"{trace.name}.trace"
     pcap_path = out / f"{trace.name}.pcapng"
     trace.save(trace_path)
-    # pcapng counts connections from 0, the annotation (like the trace file) from 1.
-    notes = {ac.index - 1: ac.record_notes() for ac in annotate(trace)}
+    notes = {ac.index: ac.record_notes() for ac in annotate(trace)}
 
     def comment(conn_index: int, record_index: int) -> str | None:
         found = notes.get(conn_index, {}).get(record_index)

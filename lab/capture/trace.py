@@ -92,6 +92,6 @@ class Trace:
     connections: list[ConnectionTrace] = field(default_factory=list)
 
     def save(self, path: str | Path) -> None:
-        from lab.capture.fileformat import dumps
+        from lab.capture.fileformat import dumps  # noqa: PLC0415 - fileformat imports this module
 
         Path(path).write_text(dumps(self), encoding="utf-8")

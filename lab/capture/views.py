@@ -269,7 +269,7 @@ def _raw_connection(conn: ConnectionTrace, index: int, why: str) -> AnnotatedCon
 
 def _views(trace: Trace) -> list[_ConnView]:
     out = []
-    for index, conn in enumerate(trace.connections, start=1):
+    for index, conn in enumerate(trace.connections):
         try:
             ac = annotate_connection(conn, index)
             why = ""

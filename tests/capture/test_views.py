@@ -186,7 +186,7 @@ def test_render_dispatches_every_view(tokens_trace: Trace, view: str) -> None:
     render(tokens_trace, view, out)
     text = out.export_text()
     assert text.startswith(f"trace {tokens_trace.name}")
-    assert "connection 1" in text
+    assert "connection 0" in text
 
 
 # -- the annotated view --------------------------------------------------------------------
@@ -441,7 +441,7 @@ def test_data_arrivals_are_the_tokens_then_done(tokens_trace: Trace) -> None:
     assert len(arrivals) == N_TOKENS + 1
     assert [data for _, _, _, data in arrivals] == expected
     assert [size for _, _, size, _ in arrivals] == [len(d) for d in expected]
-    assert {index for index, _, _, _ in arrivals} == {1}
+    assert {index for index, _, _, _ in arrivals} == {0}
     times = [t for _, t, _, _ in arrivals]
     assert times == sorted(times)
     # Times are on the trace's axis: each is the time of a record that carried the data.
