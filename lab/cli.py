@@ -147,6 +147,17 @@ def cmd_tour(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ---------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lab.bench import chunked_bench  # noqa: PLC0415 - only this command needs it
+
+    print(f"chunked decoding, lab vs h11, same input, fastest pass of {args.seconds * 2:.1f} s")
+    print(chunked_bench.table(chunked_bench.run(args.seconds)))
+    return 0
+
+
 # -- show ----------------------------------------------------------------------------
 
 
@@ -185,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--view", choices=VIEWS, default="annotated")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
+    p.add_argument("what", choices=["chunked"])
+    p.add_argument("--seconds", type=float, default=1.0, help="per case and decoder")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tour", help="every scenario in order, narrated")
     p.set_defaults(func=cmd_tour)

@@ -112,7 +112,7 @@ def run(seconds_per_case: float = 1.0) -> list[dict[str, float | int | str]]:
     return rows
 
 
-def _table(rows: list[dict[str, float | int | str]]) -> str:
+def table(rows: list[dict[str, float | int | str]]) -> str:
     lines = [f"{'case':<16}{'decoder':<9}{'chunks/s':>12}{'MB/s':>10}{'lab/h11':>9}"]
     for row in rows:
         ratio = f"{row['ratio']:.2f}" if "ratio" in row else ""
@@ -124,4 +124,4 @@ def _table(rows: list[dict[str, float | int | str]]) -> str:
 
 
 if __name__ == "__main__":
-    print(_table(run()))
+    print(table(run()))
