@@ -151,10 +151,17 @@ def cmd_tour(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lab.bench import chunked_bench  # noqa: PLC0415 - only this command needs it
+    from lab.bench import chunked_bench, stream_bench  # noqa: PLC0415 - only bench needs them
 
-    print(f"chunked decoding, lab vs h11, same input, fastest pass of {args.seconds * 2:.1f} s")
-    print(chunked_bench.table(chunked_bench.run(args.seconds)))
+    if args.what == "chunked":
+        print(f"chunked decoding, lab vs h11, same input, best pass of {args.seconds * 2:.1f} s")
+        print(chunked_bench.table(chunked_bench.run(args.seconds)))
+    else:
+        print(
+            f"one client, /tokens?n={stream_bench.TOKENS}&interval_ms=0 over HTTP/1.1, "
+            f"server in its own process, best of {args.rounds} alternating rounds"
+        )
+        print(stream_bench.table(stream_bench.run(args.rounds)))
     return 0
 
 
@@ -198,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
-    p.add_argument("what", choices=["chunked"])
-    p.add_argument("--seconds", type=float, default=1.0, help="per case and decoder")
+    p.add_argument("what", choices=["chunked", "stream"])
+    p.add_argument("--seconds", type=float, default=1.0, help="chunked: per case and decoder")
+    p.add_argument("--rounds", type=int, default=5, help="stream: rounds per configuration")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tour", help="every scenario in order, narrated")

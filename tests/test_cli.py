@@ -84,6 +84,13 @@ def test_bench_chunked_reports_both_decoders() -> None:
     assert re.search(r"4096 B chunks\s+h11\s+[\d,]+", out.stdout)
 
 
+def test_bench_stream_reports_tracing_off_and_on() -> None:
+    out = lab("bench", "stream", "--rounds", "1")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"tracing off\s+[\d,]+\s+[\d.]+", out.stdout)
+    assert re.search(r"tracing on\s+[\d,]+\s+[\d.]+\s+[\d.]+", out.stdout)
+
+
 def test_serve_answers_writes_traces_and_stops_on_sigint(tmp_path: Path) -> None:
     with subprocess.Popen(
         [sys.executable, "-m", "lab", "serve", "--port", "0", "--trace-dir", str(tmp_path)],

@@ -143,11 +143,15 @@ class Server:
             self.connections.discard(state)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await conn_stream.aclose()
+            if trace is not None and self.trace_dir is not None:
+                # Formatting a long trace takes a while: off the event loop, so that other
+                # connections do not stall; shielded, so that shutdown does not lose it.
+                path = self.trace_dir / f"{trace.name}.trace"
+                self.trace_dir.mkdir(parents=True, exist_ok=True)
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(trace.save, path)
             if not self.connections:
                 self._no_connections.set()
-            if trace is not None and self.trace_dir is not None:
-                self.trace_dir.mkdir(parents=True, exist_ok=True)
-                trace.save(self.trace_dir / f"{trace.name}.trace")
 
 
 async def serve_tcp(
