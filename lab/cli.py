@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,8 +28,14 @@ __all__ = ["VIEWS", "main"]
 VIEWS = ("annotated", "hex", "timeline", "sequence")
 
 
+# Width when the output is not a terminal (a pipe, a CI log) and COLUMNS is not set:
+# rich would fall back to 80, which folds every annotated row in two.
+PIPE_WIDTH = 140
+
+
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 # -- serve ---------------------------------------------------------------------------
@@ -133,10 +140,10 @@ def cmd_tour(args: argparse.Namespace) -> int:
     traces = trio.run(run_scenarios, [s.name for s in SCENARIOS])
     table = Table(title="summary (all figures read off this run's traces)")
     for column in (
-        "scenario", "connections", "requests", "bytes C→S", "bytes S→C",
-        "body pieces", "first / last body byte (ms)",
+        "scenario", "conns", "requests", "bytes C→S", "bytes S→C",
+        "body pieces", "first / last body byte, ms",
     ):  # fmt: skip
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for scenario, trace in zip(SCENARIOS, traces, strict=True):
         console.rule(f"[bold]{escape(scenario.name)}")
         console.print(escape(scenario.story), style="italic")
