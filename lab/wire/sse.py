@@ -1,0 +1,851 @@
+"""Server-sent events (``text/event-stream``), decoded exactly as WHATWG HTML §9.2 says.
+
+An event stream is the body of a ``200`` response with ``Content-Type: text/event-stream``.
+It is UTF-8 text made of lines; a blank line ends each event. This is what a streamed chat
+reply looks like once HTTP has delivered the body::
+
+    \\xef\\xbb\\xbf               BOM         byte order mark, dropped
+    : keep-alive\\n               Comment     ignored
+    event: token\\n               Field       event type set
+    id: 41\\n                     Field       last event ID set
+    retry: 3000\\n                Field       reconnection time set to 3000 ms
+    data: {"token": "Hel"}\\n     Field       appended to data
+    data: {"token": "lo"}\\n      Field       appended to data
+    \\n                           Dispatch    a 'token' event, lastEventId '41'
+
+The grammar (§9.2.5; ``any-char`` is any scalar value but CR and LF, ``name-char`` any but
+CR, LF and ':')::
+
+    stream      = [ bom ] *event
+    event       = *( comment / field ) end-of-line
+    comment     = ":" *any-char end-of-line
+    field       = 1*name-char [ ":" [ " " ] *any-char ] end-of-line
+    end-of-line = ( CR LF / CR / LF )
+
+A browser does not check that grammar: §9.2.6 gives an algorithm that accepts every byte
+sequence, and this decoder is that algorithm, step for step:
+
+1. **Decode** the bytes with UTF-8 decode: one leading BOM is dropped (a :class:`BOM`
+   segment), anything that is not UTF-8 becomes U+FFFD. Decoding is done line by line on
+   the bytes between line ends; CR, LF and ':' are ASCII and a UTF-8 decoder never swallows
+   an ASCII byte into an error, so this is exactly decoding the whole stream first. A
+   character split across two reads waits in the line buffer with the rest of its line.
+2. **Split into lines** at CRLF, at an LF, and at a CR not followed by LF. A line's segment
+   includes its line ending.
+3. **Process each line**, in order:
+
+   - empty (a blank line): *dispatch the event* (below) - a :class:`Dispatch`;
+   - starts with ':': a comment, ignored - a :class:`Comment`;
+   - contains ':': the field name is what comes before the first ':', the value what comes
+     after it, minus ONE leading space if there is one - a :class:`Field`;
+   - otherwise: the whole line is the field name and the value is empty - a :class:`Field`.
+
+4. **Process the field** (names compared exactly: ``Data`` is not ``data``):
+
+   - ``event``: set the event type buffer to the value;
+   - ``data``: append the value and one LF to the data buffer;
+   - ``id``: set the last event ID buffer to the value, unless it contains U+0000 NULL
+     (then ignore the field); an empty value therefore resets it;
+   - ``retry``: if the value is ASCII digits only, set the reconnection time to it, in
+     milliseconds (:attr:`SSEDecoder.retry`); otherwise ignore the field;
+   - anything else: ignored.
+
+5. **Dispatch the event** (the steps for web browsers):
+
+   a. set the event source's last event ID string to the last event ID buffer. The buffer
+      is not reset, so the ID carries over to later events until an ``id`` field changes
+      it; this happens even when nothing is dispatched (step b);
+   b. if the data buffer is empty, empty the event type buffer too and stop: no event;
+   c. remove the data buffer's last character, which is always the LF from step 4;
+   d. the event's type is the event type buffer, or ``message`` if that is empty; its
+      ``lastEventId`` is the event source's last event ID string;
+   e. empty the data buffer and the event type buffer.
+
+6. **At the end of the stream**, an event with no blank line after it is discarded.
+
+Edge cases, and what this decoder does with them
+------------------------------------------------
+
+- **A CR at the end of a read.** It ends a line, but whether the line ending is CR or CRLF
+  depends on the next byte. The decoder keeps that line (CR included) until the next byte
+  arrives: an LF joins the line's segment, anything else starts the next line. At
+  :meth:`SSEDecoder.eof` the CR is a whole line ending. So segments, offsets and events are
+  the same however the stream is split. The cost: that one line comes out one read later.
+  A browser acts on the CR at once and skips an LF if one follows, so when a read ends
+  right after the CR of a blank line (a CRLF split between reads, or any event of a
+  stream whose line ends are bare CRs), the browser has the event one read earlier than
+  :meth:`SSEDecoder.feed` returns it. The events themselves are the same.
+- **The BOM.** Only the first three bytes of the stream can be a BOM, and only one is
+  dropped: ``\\ufeff\\ufeffdata: x`` is a field named ``\\ufeffdata``, ignored. If the stream
+  starts with one or two bytes of a BOM, the decoder waits for the third before it decides.
+- **Empty data.** ``data:`` appends an empty value and an LF, so the buffer is ``"\\n"``,
+  not empty, and the blank line dispatches an event whose data is ``""``. A blank line after
+  only ``event:``, ``id:`` or ``retry:`` fields (or after nothing: two blank lines in a
+  row) dispatches nothing, though an ``id`` still updates the last event ID.
+- **retry.** ``retry:`` (empty) and ``retry`` are ignored: "only ASCII digits" is
+  vacuously true of an empty value, but there is no integer in it to interpret. There is
+  no upper bound here (Python integers have none); a browser stores it in a fixed-size
+  integer.
+- **The end of the stream.** A partial line (bytes after the last line ending) becomes an
+  :class:`Incomplete` segment, so every byte fed is in exactly one segment; it is not
+  processed (it is not a line). Fields of an event that never got its blank line were
+  already reported as they arrived; their event is dropped and its ``id`` never reaches
+  :attr:`SSEDecoder.last_event_id`.
+
+Errors: WHATWG accepts every byte sequence, so the only :class:`SSEError` is a limit. A
+line longer than :data:`MAX_LINE_SIZE` fails at its first byte past the limit, and an event
+whose data would exceed :data:`MAX_DATA_SIZE` fails at the first byte that does not fit,
+however the stream is split. A browser has neither limit.
+
+Where httpx-sse 0.4.3 differs
+-----------------------------
+
+Measured through ``httpx_sse.EventSource`` on an ``httpx.Response``; each point has a test.
+
+1. **A blank line dispatches whenever anything was set**: httpx-sse yields an event when
+   the event type, data, last event ID or retry is set, where WHATWG needs data. So
+   ``event: x\\n\\n``, ``id: 1\\n\\n`` and ``retry: 5\\n\\n`` each give it an event with data
+   ``""``; and once any ``id`` has been seen, every further blank line (``\\n\\n\\n``) gives
+   one more empty ``message`` event.
+2. **retry goes through int()**, which accepts ``" 1000"``, ``"+5"``, ``"-1"``, ``"1_000"``
+   and non-ASCII digits such as ``"١٢"``; WHATWG accepts ASCII digits only. (Its retry is a
+   per-event attribute, not the stream's reconnection time; not a difference in events.)
+3. **The BOM is kept**: httpx decodes the body with the ``utf-8`` codec, not UTF-8 decode
+   (``utf-8-sig`` would strip it), so a leading BOM becomes part of the first field name
+   and the first event's ``data`` line is ignored.
+4. **The charset parameter is obeyed**: ``Content-Type: text/event-stream;
+   charset=latin-1`` makes httpx decode as Latin-1; WHATWG always decodes UTF-8.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Final, NoReturn
+
+from lab.wire.errors import ProtocolError
+from lab.wire.segment import Segment
+
+__all__ = [
+    "BOM",
+    "MAX_DATA_SIZE",
+    "MAX_LINE_SIZE",
+    "Comment",
+    "Dispatch",
+    "Event",
+    "Field",
+    "Incomplete",
+    "SSEDecoder",
+    "SSEError",
+    "encode_comment",
+    "encode_event",
+    "parse",
+]
+
+# --------------------------------------------------------------------------------------
+# Limits. WHATWG sets none and browsers have none in practice; a lab decoder is bounded.
+
+# The longest line held while waiting for its line ending, line ending not counted. One
+# ``data:`` line usually carries one whole JSON document (OpenAI, Anthropic and MCP all
+# send one message per line), and the big ones are base64: OpenAI's image generation
+# streams partial images as base64 in single data lines, and an MCP tool result may embed
+# an image (5 MB of image is 6.7 MB of base64). 1 MiB would refuse those streams; Go's
+# bufio.Scanner default of 64 KiB is the cautionary tale (SSE clients built on it fail with
+# "token too long"). 8 MiB takes them all and still stops a stream with no line ends.
+MAX_LINE_SIZE: Final = 8 * 1024 * 1024
+
+# The data buffer of one event: the UTF-8 bytes of its data values plus one LF per data
+# line. The line limit alone does not bound memory: a million short ``data:`` lines make
+# one huge event. Twice the line limit, so an event of two maximal lines still passes.
+MAX_DATA_SIZE: Final = 2 * MAX_LINE_SIZE
+
+# Notes quote field values up to this many characters, then "..."; the bytes are in view.
+NOTE_VALUE_CHARS: Final = 60
+
+_LF, _SP = 0x0A, 0x20
+_BOM: Final = b"\xef\xbb\xbf"
+_LINE_ENDINGS: Final = ("\n", "\r\n", "\r")
+_LINE_BREAK_RE: Final = re.compile(r"\r\n|\r|\n")
+
+
+def _shorten(text: str) -> str:
+    """A value for a note: repr-quoted, cut to NOTE_VALUE_CHARS characters."""
+    if len(text) > NOTE_VALUE_CHARS:
+        return repr(text[:NOTE_VALUE_CHARS]) + "..."
+    return repr(text)
+
+
+# --------------------------------------------------------------------------------------
+# Events, errors and segments
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as a browser's EventSource dispatches it: a ``MessageEvent`` with this
+    ``type``, ``data`` and ``lastEventId``."""
+
+    type: str
+    data: str
+    last_event_id: str
+
+
+class SSEError(ProtocolError):
+    """The event stream broke one of the decoder's limits at byte ``offset``.
+
+    ``segments`` (from :class:`ProtocolError`) holds what the failing :meth:`SSEDecoder.feed`
+    (or :meth:`SSEDecoder.eof`) call had already completed.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class BOM(Segment):
+    """The byte order mark U+FEFF at the very start of the stream, which UTF-8 decode drops."""
+
+    kind: ClassVar[str] = "sse-bom"
+
+    def note(self) -> str:
+        return "byte order mark (U+FEFF): dropped by UTF-8 decode"
+
+
+@dataclass(frozen=True, slots=True)
+class Comment(Segment):
+    """A line starting with ':', with its line ending; ``text`` is what follows the ':'."""
+
+    text: str
+
+    kind: ClassVar[str] = "sse-comment"
+
+    def note(self) -> str:
+        return f"comment {_shorten(self.text)}: ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Segment):
+    """One field line with its line ending.
+
+    ``value`` is what follows the first ':' without its one leading space (empty for a line
+    with no ':'). ``name_end`` is the offset of the ':' (or of the line ending when there is
+    none), ``value_start`` of the value's first byte, ``value_end`` of the line ending: the
+    name is ``[start, name_end)``, the ':' and its space ``[name_end, value_start)``, the
+    value ``[value_start, value_end)`` and the line ending ``[value_end, end)``.
+
+    ``effect`` says what the field did, one of: ``"appended to data"``, ``"event type
+    set"``, ``"last event ID set"``, ``"last event ID reset"``, ``"ignored: id contains
+    NUL"``, ``"reconnection time set to N ms"``, ``"ignored: retry is not all ASCII
+    digits"``, ``"ignored: retry is empty"``, ``"ignored: unknown field"``.
+    """
+
+    name: str
+    value: str
+    effect: str
+    name_end: int
+    value_start: int
+    value_end: int
+
+    kind: ClassVar[str] = "sse-field"
+
+    def note(self) -> str:
+        note = f"field {_shorten(self.name)} = {_shorten(self.value)}: {self.effect}"
+        if self.effect == _UNKNOWN and self.name.lower() in _FIELD_NAMES:
+            note += f" (names are case-sensitive: this is not {self.name.lower()!r})"
+        return note
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch(Segment):
+    """The blank line (just a line ending) that ends an event.
+
+    ``event`` is what a browser dispatches, or None when the data buffer was empty and
+    nothing is. ``last_event_id`` is the event source's last event ID string afterwards
+    (updated by every blank line, even one that dispatches nothing).
+    """
+
+    event: Event | None
+    last_event_id: str
+
+    kind: ClassVar[str] = "sse-dispatch"
+
+    def note(self) -> str:
+        last_id = f"last event ID {_shorten(self.last_event_id)}"
+        if self.event is None:
+            return f"blank line: nothing dispatched (the data buffer is empty); {last_id}"
+        size = len(self.event.data)
+        return (
+            f"blank line: dispatch a {_shorten(self.event.type)} event,"
+            f" {size} {'character' if size == 1 else 'characters'} of data; {last_id}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Incomplete(Segment):
+    """Bytes after the last line ending when the stream ended: not a line, never processed."""
+
+    text: str
+
+    kind: ClassVar[str] = "sse-incomplete"
+
+    def note(self) -> str:
+        return f"{_shorten(self.text)} discarded at end of stream: no line ending after it"
+
+
+# --------------------------------------------------------------------------------------
+# Fast constructors for the hot path. A frozen dataclass's __init__ sets every field through
+# object.__setattr__ (to get past its own frozen __setattr__), which costs about twice as
+# much as writing the slots directly. These three build the very same objects (the tests
+# compare what the decoder returns with objects made by __init__) for what comes once per
+# line or per event; the rare ones (BOM, Comment, Incomplete) use the ordinary constructors.
+
+_DATA_APPENDED: Final = "appended to data"
+_new = object.__new__
+
+
+def _setter(cls: type, name: str) -> Callable[[object, object], None]:
+    """The setter of slot ``name``, which the frozen __setattr__ does not guard."""
+    descriptor = vars(cls)[name]
+    setter: Callable[[object, object], None] = descriptor.__set__
+    return setter
+
+
+_set_start, _set_end = _setter(Segment, "start"), _setter(Segment, "end")
+_set_type, _set_data = _setter(Event, "type"), _setter(Event, "data")
+_set_event_id = _setter(Event, "last_event_id")
+_set_event, _set_dispatch_id = _setter(Dispatch, "event"), _setter(Dispatch, "last_event_id")
+_set_name, _set_value = _setter(Field, "name"), _setter(Field, "value")
+_set_effect, _set_name_end = _setter(Field, "effect"), _setter(Field, "name_end")
+_set_value_start, _set_value_end = _setter(Field, "value_start"), _setter(Field, "value_end")
+
+
+def _make_event(type_: str, data: str, last_event_id: str) -> Event:
+    event: Event = _new(Event)
+    _set_type(event, type_)
+    _set_data(event, data)
+    _set_event_id(event, last_event_id)
+    return event
+
+
+def _make_dispatch(start: int, end: int, event: Event | None, last_event_id: str) -> Dispatch:
+    seg: Dispatch = _new(Dispatch)
+    _set_start(seg, start)
+    _set_end(seg, end)
+    _set_event(seg, event)
+    _set_dispatch_id(seg, last_event_id)
+    return seg
+
+
+def _make_field(  # noqa: PLR0917 - Field's own fields, in Field's order
+    start: int,
+    end: int,
+    name: str,
+    value: str,
+    effect: str,
+    name_end: int,
+    value_start: int,
+    value_end: int,
+) -> Field:
+    seg: Field = _new(Field)
+    _set_start(seg, start)
+    _set_end(seg, end)
+    _set_name(seg, name)
+    _set_value(seg, value)
+    _set_effect(seg, effect)
+    _set_name_end(seg, name_end)
+    _set_value_start(seg, value_start)
+    _set_value_end(seg, value_end)
+    return seg
+
+
+# --------------------------------------------------------------------------------------
+# The decoder
+
+_TYPE_SET: Final = "event type set"
+_ID_SET: Final = "last event ID set"
+_ID_RESET: Final = "last event ID reset"
+_ID_NUL: Final = "ignored: id contains NUL"
+_RETRY_BAD: Final = "ignored: retry is not all ASCII digits"
+_RETRY_EMPTY: Final = "ignored: retry is empty"
+_UNKNOWN: Final = "ignored: unknown field"
+_FIELD_NAMES: Final = frozenset({"data", "event", "id", "retry"})
+
+
+class SSEDecoder:
+    """Turns an event stream, fed in pieces of any size, into :class:`Segment` objects.
+
+    ``offset`` is the absolute offset of the first byte you will feed. Events come out
+    inside :class:`Dispatch` segments. The bytes held between feeds are one incomplete line
+    (at most ``max_line_size`` bytes plus a CR), and the pending event's data buffer holds
+    at most ``max_data_size`` bytes.
+
+    ``last_event_id`` is where a reconnection starts: the :attr:`last_event_id` the previous
+    connection left. Both the event source's string and the stream's last event ID buffer
+    start from it, so a resumed stream's events that carry no ``id`` keep the old one, and
+    a connection that ends before its first blank line does not lose it. That is what
+    Chromium does (its parser is built with the EventSource's last event ID); §9.2.6's
+    text starts every stream's buffer empty, which is the default here.
+    """
+
+    __slots__ = (
+        "_at_start",
+        "_buf",
+        "_data",
+        "_data_size",
+        "_ended",
+        "_error",
+        "_held_cr",
+        "_id_buffer",
+        "_last_event_id",
+        "_line_start",
+        "_max_data",
+        "_max_line",
+        "_offset",
+        "_retry",
+        "_type",
+    )
+
+    def __init__(
+        self,
+        offset: int = 0,
+        *,
+        last_event_id: str = "",
+        max_line_size: int = MAX_LINE_SIZE,
+        max_data_size: int = MAX_DATA_SIZE,
+    ) -> None:
+        if max_line_size < 1 or max_data_size < 1:
+            raise ValueError("limits must be positive")
+        self._max_line = max_line_size
+        self._max_data = max_data_size
+        self._offset = offset  # absolute offset of the next byte to be fed
+        self._at_start = True  # no byte past a possible BOM has been looked at yet
+        self._buf = bytearray()  # an incomplete line (or up to 2 bytes of a BOM)
+        self._line_start = offset  # absolute offset of self._buf[0]
+        self._held_cr = False  # self._buf is a whole line ending in CR; is an LF next?
+        # The three buffers of §9.2.6; the data buffer as its values, LFs implied.
+        self._data: list[str] = []
+        self._data_size = 0
+        self._type = ""
+        self._id_buffer = last_event_id
+        # The event source's state: last event ID string and reconnection time.
+        self._last_event_id = last_event_id
+        self._retry: int | None = None
+        self._ended = False
+        self._error: SSEError | None = None
+
+    # ----------------------------------------------------------------------------------
+    # Public surface
+
+    @property
+    def last_event_id(self) -> str:
+        """The event source's last event ID string: what a reconnection would send as
+        ``Last-Event-ID``. Set by each blank line from the ``id`` fields before it."""
+        return self._last_event_id
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time the stream set, in milliseconds (None: never set)."""
+        return self._retry
+
+    @property
+    def offset(self) -> int:
+        """Absolute offset just past the last byte fed."""
+        return self._offset
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes are held waiting for the rest of their line."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Segment]:
+        """Take the next bytes of the stream; return the segments they completed.
+
+        A line waits in the buffer until its line ending arrives (a line ending in CR until
+        the byte after the CR). ``feed(b"")`` does nothing: the end is :meth:`eof`.
+        """
+        if self._error is not None:
+            raise self._refusal()
+        if self._ended:
+            raise RuntimeError("the event stream has already ended (eof() was called)")
+        if type(data) is not bytes:
+            data = bytes(data)
+        if not data:
+            return []
+        out: list[Segment] = []
+        try:
+            self._feed(data, out)
+        except SSEError as exc:
+            self._fail(exc, out)
+            raise
+        return out
+
+    def eof(self) -> list[Segment]:
+        """The stream has ended: finish a line held for its CR, and account for a partial
+        line as :class:`Incomplete`. The pending event, if any, is discarded (§9.2.6).
+        Calling it again returns ``[]``."""
+        if self._error is not None:
+            raise self._refusal()
+        if self._ended:
+            return []
+        self._ended = True
+        out: list[Segment] = []
+        buf = self._buf
+        try:
+            if self._held_cr:
+                # A CR with nothing after it is a whole line ending (end-of-line = CR).
+                self._line(bytes(buf[:-1]), self._line_start, 1, out)
+            elif buf:
+                text = buf.decode("utf-8", "replace")
+                out.append(Incomplete(self._line_start, self._line_start + len(buf), text))
+        except SSEError as exc:
+            self._fail(exc, out)
+            raise
+        self._buf = bytearray()
+        self._held_cr = False
+        # "Once the end of the file is reached, any pending data must be discarded."
+        self._data = []
+        self._data_size = 0
+        self._type = ""
+        return out
+
+    # ----------------------------------------------------------------------------------
+    # Finding lines
+
+    def _fail(self, exc: SSEError, out: list[Segment]) -> None:
+        exc.segments = out
+        self._error = exc
+        self._buf = bytearray()
+        self._held_cr = False
+
+    def _refusal(self) -> SSEError:
+        assert self._error is not None
+        return SSEError(f"the decoder already failed: {self._error.message}", self._error.offset)
+
+    def _too_long(self, line_start: int) -> SSEError:
+        return SSEError(
+            f"line longer than {self._max_line} bytes (MAX_LINE_SIZE)",
+            line_start + self._max_line,
+        )
+
+    def _feed(self, data: bytes, out: list[Segment]) -> None:
+        base = self._offset  # absolute offset of data[0]
+        self._offset += len(data)
+        pos = 0
+        if self._at_start:
+            # UTF-8 decode drops one leading BOM (§9.2.6, and the Encoding Standard's
+            # "UTF-8 decode").
+            if self._buf:
+                base -= len(self._buf)
+                data = bytes(self._buf) + data
+                self._buf = bytearray()
+            if len(data) < len(_BOM) and _BOM.startswith(data):
+                self._buf = bytearray(data)  # too early to tell
+                self._line_start = base
+                return
+            self._at_start = False
+            if data.startswith(_BOM):
+                out.append(BOM(base, base + len(_BOM)))
+                pos = len(_BOM)
+        elif self._buf:
+            pos = self._finish_line(data, base, out)
+            if pos < 0:
+                return
+        if data.find(b"\r", pos) < 0:
+            pos = self._scan_lf(data, pos, base, out)
+        else:
+            pos = self._scan_any(data, pos, base, out)
+            if pos < 0:
+                return  # a line ending in CR is held
+        n = len(data)
+        if n - pos > self._max_line:
+            raise self._too_long(base + pos)
+        if pos < n:
+            self._buf = bytearray(data[pos:])
+            self._line_start = base + pos
+
+    def _finish_line(self, data: bytes, base: int, out: list[Segment]) -> int:
+        """Complete the line held in the buffer with the head of ``data``. Returns where
+        ``data``'s next line starts, or -1 if the line is still incomplete."""
+        buf = self._buf
+        start = self._line_start
+        if self._held_cr:
+            # The held line ended in CR: CRLF if an LF comes next, a lone CR otherwise.
+            self._held_cr = False
+            line = bytes(buf[:-1])
+            self._buf = bytearray()
+            after = 1 if data[0] == _LF else 0
+            self._line(line, start, 1 + after, out)
+            return after
+        lf = data.find(b"\n")
+        cr = data.find(b"\r")
+        if lf < 0 and cr < 0:
+            if len(buf) + len(data) > self._max_line:
+                raise self._too_long(start)
+            buf += data
+            return -1
+        eol = lf if cr < 0 or 0 <= lf < cr else cr
+        if len(buf) + eol > self._max_line:
+            raise self._too_long(start)
+        if eol == cr and cr + 1 == len(data):
+            buf += data
+            self._held_cr = True
+            return -1
+        ending = 2 if eol == cr and data[cr + 1] == _LF else 1
+        line = bytes(buf) + data[:eol]
+        self._buf = bytearray()
+        self._line(line, start, ending, out)
+        return eol + ending
+
+    def _scan_lf(self, data: bytes, pos: int, base: int, out: list[Segment]) -> int:
+        """The common case, no CR at all: every line ends in LF. ``bytes.split`` finds
+        them all at C speed, and data lines are handled right here, the rest by
+        :meth:`_line`. Returns where the unfinished last line starts."""
+        lines = data[pos:].split(b"\n") if pos else data.split(b"\n")
+        lines.pop()  # what follows the last LF: an unfinished line, or nothing
+        max_line, max_data = self._max_line, self._max_data
+        append = out.append
+        for line in lines:
+            size = len(line)
+            if size > max_line:
+                raise self._too_long(base + pos)
+            if line.startswith(b"data:"):
+                # data: append the value and an LF to the data buffer (§9.2.6).
+                here = base + pos
+                skip = 6 if size > 5 and line[5] == _SP else 5
+                raw_value = line[skip:]
+                data_size = self._data_size + size - skip + 1
+                if data_size > max_data:
+                    self._data_too_long(here + skip, raw_value)
+                value = raw_value.decode("utf-8", "replace")
+                self._data.append(value)
+                self._data_size = data_size
+                append(
+                    _make_field(
+                        here,
+                        here + size + 1,
+                        "data",
+                        value,
+                        _DATA_APPENDED,
+                        here + 4,
+                        here + skip,
+                        here + size,
+                    )
+                )
+            elif size:
+                self._line(line, base + pos, 1, out)
+            else:
+                self._dispatch(base + pos, base + pos + 1, out)
+            pos += size + 1
+        return pos
+
+    def _scan_any(self, data: bytes, pos: int, base: int, out: list[Segment]) -> int:
+        """Lines ending in CRLF, LF or CR, in any mixture. Each byte is searched once: the
+        next LF and the next CR are found ahead and reused. Returns where the unfinished
+        last line starts, or -1 when a line ending in CR was held."""
+        n = len(data)
+        max_line = self._max_line
+        line = self._line
+        lf = data.find(b"\n", pos)
+        cr = data.find(b"\r", pos)
+        while lf >= 0 or cr >= 0:
+            if cr < 0 or 0 <= lf < cr:
+                eol = lf
+                ending = 1
+            else:
+                eol = cr
+                if cr + 1 == n:
+                    # CR or CRLF? The next feed (or eof) will tell: hold the line.
+                    if eol - pos > max_line:
+                        raise self._too_long(base + pos)
+                    self._buf = bytearray(data[pos:])
+                    self._line_start = base + pos
+                    self._held_cr = True
+                    return -1
+                ending = 2 if data[cr + 1] == _LF else 1
+            if eol - pos > max_line:
+                raise self._too_long(base + pos)
+            line(data[pos:eol], base + pos, ending, out)
+            pos = eol + ending
+            if 0 <= lf < pos:
+                lf = data.find(b"\n", pos)
+            if 0 <= cr < pos:
+                cr = data.find(b"\r", pos)
+        return pos
+
+    # ----------------------------------------------------------------------------------
+    # Interpreting lines (§9.2.6)
+
+    def _line(self, line: bytes, start: int, ending: int, out: list[Segment]) -> None:
+        """Process one line: ``line`` is its bytes without the line ending, ``start`` the
+        absolute offset of its first byte, ``ending`` the length of its line ending."""
+        end = start + len(line) + ending
+        if not line:
+            # "If the line is empty (a blank line): dispatch the event."
+            self._dispatch(start, end, out)
+            return
+        colon = line.find(b":")
+        if colon == 0:
+            # "If the line starts with a U+003A COLON character (:): ignore the line."
+            out.append(Comment(start, end, line[1:].decode("utf-8", "replace")))
+            return
+        if colon < 0:
+            # "Otherwise, the string is not empty but does not contain a U+003A COLON":
+            # the whole line is the field name, the value is the empty string.
+            name_end = value_start = len(line)
+        else:
+            # "If the line contains a U+003A COLON": name before the first one, value
+            # after it, and "if value starts with a U+0020 SPACE character, remove it".
+            name_end = colon
+            value_start = colon + 1
+            if value_start < len(line) and line[value_start] == _SP:
+                value_start += 1
+        raw_name = line[:name_end]
+        raw_value = line[value_start:]
+        value = raw_value.decode("utf-8", "replace")
+        # "Process the field": names compared literally, no case folding.
+        if raw_name == b"data":
+            size = self._data_size + len(raw_value) + 1
+            if size > self._max_data:
+                self._data_too_long(start + value_start, raw_value)
+            self._data.append(value)  # the LF after it is implied: see _dispatch
+            self._data_size = size
+            name, effect = "data", _DATA_APPENDED
+        elif raw_name == b"event":
+            self._type = value
+            name, effect = "event", _TYPE_SET
+        elif raw_name == b"id":
+            # "If the field value does not contain U+0000 NULL, then set the last event
+            # ID buffer to the field value. Otherwise, ignore the field."
+            name = "id"
+            if b"\x00" in raw_value:
+                effect = _ID_NUL
+            else:
+                self._id_buffer = value
+                effect = _ID_SET if value else _ID_RESET
+        elif raw_name == b"retry":
+            # "If the field value consists of only ASCII digits, then interpret the field
+            # value as an integer in base ten" and set the reconnection time to it.
+            name = "retry"
+            if not raw_value:
+                effect = _RETRY_EMPTY
+            elif not raw_value.isdigit():  # bytes.isdigit() knows only ASCII digits
+                effect = _RETRY_BAD
+            else:
+                self._retry = int(raw_value)
+                effect = f"reconnection time set to {self._retry} ms"
+        else:
+            name, effect = raw_name.decode("utf-8", "replace"), _UNKNOWN
+        out.append(
+            _make_field(
+                start,
+                end,
+                name,
+                value,
+                effect,
+                start + name_end,
+                start + value_start,
+                start + len(line),
+            )
+        )
+
+    def _dispatch(self, start: int, end: int, out: list[Segment]) -> None:
+        """A blank line: dispatch the event (§9.2.6, the steps for web browsers)."""
+        last_id = self._last_event_id = self._id_buffer  # step a
+        parts = self._data
+        if not parts:  # step b
+            self._type = ""
+            out.append(_make_dispatch(start, end, None, last_id))
+            return
+        # The buffer is every value followed by an LF; step c removes the last LF.
+        data = parts[0] if len(parts) == 1 else "\n".join(parts)
+        event = _make_event(self._type or "message", data, last_id)  # step d
+        self._data = []  # step e
+        self._data_size = 0
+        self._type = ""
+        out.append(_make_dispatch(start, end, event, last_id))
+
+    def _data_too_long(self, value_start: int, raw_value: bytes) -> NoReturn:
+        """Refuse a data line that does not fit in the data buffer, at its first byte past
+        the limit (at its line ending, if only the LF it appends does not fit)."""
+        room = self._max_data - self._data_size
+        raise SSEError(
+            f"event data longer than {self._max_data} bytes (MAX_DATA_SIZE)",
+            value_start + min(room, len(raw_value)),
+        )
+
+
+def parse(stream: bytes) -> list[Event]:
+    """Every event a browser would dispatch for this whole response body, in order.
+
+    Raises :class:`SSEError` only if a line or an event is over the decoder's limits.
+    """
+    decoder = SSEDecoder()
+    segments = decoder.feed(stream)
+    segments += decoder.eof()
+    return [s.event for s in segments if type(s) is Dispatch and s.event is not None]
+
+
+# --------------------------------------------------------------------------------------
+# The encoder
+
+
+def _check_line_ending(line_ending: str) -> None:
+    if line_ending not in _LINE_ENDINGS:
+        raise ValueError(f"line_ending must be '\\n', '\\r\\n' or '\\r', not {line_ending!r}")
+
+
+def _check_no_line_break(what: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{what} {value!r} contains CR or LF: it would end the line")
+
+
+def encode_event(
+    data: str = "",
+    *,
+    event: str | None = None,
+    id: str | None = None,
+    retry: int | None = None,
+    line_ending: str = "\n",
+) -> bytes:
+    """One event: ``event``, ``id`` and ``retry`` lines if given, one ``data`` line per line
+    of ``data``, then the blank line that dispatches it.
+
+    Every line of ``data`` is written as ``data: `` + the line, so a line that starts with
+    a space keeps it (the decoder removes exactly one). Data always gets at least one data
+    line, so ``data=""`` writes ``data:`` and the browser dispatches an event with empty
+    data (the MCP "priming event"). CRLF, CR and LF inside ``data`` all break lines and
+    all come back as LF: an event's data cannot carry a CR. ``event=""`` writes ``event:``,
+    which leaves the type ``message``; ``id=""`` writes ``id:``, which resets the last event
+    ID.
+
+    Raises ValueError for what the format cannot carry: CR or LF in ``event`` or ``id``,
+    NUL in ``id`` (the decoder would ignore the field), a negative ``retry``, a lone
+    surrogate anywhere (UnicodeEncodeError), a line ending other than LF, CRLF or CR.
+    """
+    _check_line_ending(line_ending)
+    lines = []
+    if event is not None:
+        _check_no_line_break("event type", event)
+        lines.append("event: " + event if event else "event:")
+    if id is not None:
+        _check_no_line_break("id", id)
+        if "\x00" in id:
+            raise ValueError(f"id {id!r} contains NUL: a browser would ignore the field")
+        lines.append("id: " + id if id else "id:")
+    if retry is not None:
+        if type(retry) is not int:
+            raise TypeError(f"retry must be an int (milliseconds), not {type(retry).__name__}")
+        if retry < 0:
+            raise ValueError(f"retry must not be negative, got {retry}")
+        lines.append(f"retry: {retry}")
+    pieces = data.split("\n") if "\r" not in data else _LINE_BREAK_RE.split(data)
+    lines.extend("data: " + piece if piece else "data:" for piece in pieces)
+    lines.append("")
+    lines.append("")
+    return line_ending.join(lines).encode("utf-8")
+
+
+def encode_comment(text: str = "", *, line_ending: str = "\n") -> bytes:
+    """A comment line, ``:`` + ``text``: ignored by the receiver, it keeps proxies from
+    dropping an idle stream. ``text`` is written as is (``encode_comment(" ping")`` is
+    ``: ping``), so :attr:`Comment.text` gives it back exactly."""
+    _check_line_ending(line_ending)
+    _check_no_line_break("comment", text)
+    return (":" + text + line_ending).encode("utf-8")
