@@ -158,11 +158,14 @@ def cmd_tour(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lab.bench import chunked_bench, stream_bench  # noqa: PLC0415 - only bench needs them
+    from lab.bench import chunked_bench, sse_bench, stream_bench  # noqa: PLC0415
 
     if args.what == "chunked":
         print(f"chunked decoding, lab vs h11, same input, best pass of {args.seconds * 2:.1f} s")
         print(chunked_bench.table(chunked_bench.run(args.seconds)))
+    elif args.what == "sse":
+        print(f"SSE decoding, lab vs httpx-sse, same input, {args.seconds:.1f} s per case")
+        print(sse_bench.table(sse_bench.run(args.seconds)))
     else:
         print(
             f"one client, /tokens?n={stream_bench.TOKENS}&interval_ms=0 over HTTP/1.1, "
@@ -212,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
-    p.add_argument("what", choices=["chunked", "stream"])
+    p.add_argument("what", choices=["chunked", "sse", "stream"])
     p.add_argument("--seconds", type=float, default=1.0, help="chunked: per case and decoder")
     p.add_argument("--rounds", type=int, default=5, help="stream: rounds per configuration")
     p.set_defaults(func=cmd_bench)

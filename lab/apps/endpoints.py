@@ -22,6 +22,7 @@ from lab.apps.params import (
     MAX_PROMPT_CHARS,
     int_param,
 )
+from lab.apps.sse import chat_sse
 from lab.apps.tokens import DONE, tokens_for
 
 __all__ = ["chat", "fixed", "tokens", "trailers"]
@@ -29,10 +30,11 @@ __all__ = ["chat", "fixed", "tokens", "trailers"]
 TEXT: Final = "text/plain; charset=utf-8"
 NDJSON: Final = "application/x-ndjson"
 JSON: Final = "application/json"
+SSE: Final = "text/event-stream"
 DEFAULT_PROMPT: Final = "hello"
 # The framings POST /chat can answer with, in the order it prefers them when the client
 # accepts several equally.
-CHAT_TYPES: Final = ("text/plain", NDJSON, JSON)
+CHAT_TYPES: Final = ("text/plain", SSE, NDJSON, JSON)
 _FILLER: Final = b"streamlab "
 
 
@@ -152,6 +154,9 @@ async def chat(request: Request, response: ResponseStream) -> None:
     media = _accepted(request.header("accept"))
     prompt, n, interval = _chat_body(request)
     words = tokens_for(prompt, n)
+    if media == SSE:
+        await chat_sse(response, words, interval)
+        return
     if media == JSON:
         body = json.dumps({"prompt": prompt, "reply": "".join(words), "tokens": words})
         data = body.encode("utf-8") + b"\n"

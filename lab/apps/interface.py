@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["HTTPError", "Handler", "Request", "ResponseStream", "make_request"]
+__all__ = ["AbortResponse", "HTTPError", "Handler", "Request", "ResponseStream", "make_request"]
 
 Headers = Sequence[tuple[str, str]]
 
@@ -80,3 +80,16 @@ class HTTPError(Exception):
         self.status = status
         self.message = message
         self.headers = tuple(headers)
+
+
+class AbortResponse(Exception):
+    """Raised by a handler to cut its response off without a proper end.
+
+    The client then sees a broken stream (no last-chunk on HTTP/1.1, RST_STREAM on HTTP/2)
+    rather than a complete-looking short one; an EventSource reconnects. Used for the
+    slow-reader policy. The server logs ``reason`` as information, not as a failure.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

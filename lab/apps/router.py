@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.apps import endpoints
+from lab.apps import endpoints, sse
 from lab.apps.interface import Handler, HTTPError, Request, ResponseStream
 
 __all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
@@ -45,7 +45,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         ("POST",), "/chat", endpoints.chat, "/chat",
         "JSON {prompt, n, interval_ms}; framed by Accept: text/plain, "
-        "application/x-ndjson or application/json",
+        "text/event-stream, application/x-ndjson or application/json",
+    ),
+    Endpoint(
+        ("GET",), "/events", sse.events,
+        "/events?n=5&total=0&interval_ms=25&retry_ms=1000&heartbeat_ms=15000&stream=default"
+        "&multiline=0",
+        "SSE: numbered events with id and retry, heartbeats, resume after Last-Event-ID; "
+        "ends after n events; 204 once all `total` were sent",
+    ),
+    Endpoint(
+        ("GET",), "/progress", sse.progress, "/progress?n=5&interval_ms=25&fail_at=0",
+        "SSE: named progress events, then a result event (or an error event at fail_at)",
     ),
     Endpoint(
         ("GET",), "/trailers", endpoints.trailers, "/trailers?n=4",

@@ -19,7 +19,7 @@ from typing import ClassVar, Protocol
 from lab.capture.trace import EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Trace
 from lab.wire.errors import ProtocolError
 from lab.wire.http1 import MessageDecoder, RequestLine
-from lab.wire.segment import Segment
+from lab.wire.segment import Nested, Segment
 
 __all__ = [
     "Annotated",
@@ -61,8 +61,14 @@ class AnnotatedConnection:
     conn: ConnectionTrace
     items: list[Annotated]
 
-    def segments(self, *, from_client: bool) -> list[Segment]:
-        return [a.segment for a in self.items if a.from_client == from_client]
+    def segments(self, *, from_client: bool, nested: bool = False) -> list[Segment]:
+        """One direction's segments in order: the framing layer, which tiles the bytes,
+        and with ``nested`` also the units of the bodies' own formats (SSE lines)."""
+        return [
+            a.segment
+            for a in self.items
+            if a.from_client == from_client and (nested or not isinstance(a.segment, Nested))
+        ]
 
     def record_notes(self) -> dict[int, list[str]]:
         """For each SEND/RECV record, the notes of the segments whose bytes it carried."""
@@ -70,7 +76,7 @@ class AnnotatedConnection:
         for direction in (True, False):
             spans = _record_spans(self.conn, from_client=direction)
             starts = [start for _, start, _ in spans]
-            for seg in self.segments(from_client=direction):
+            for seg in self.segments(from_client=direction, nested=True):
                 first = max(bisect_right(starts, seg.start) - 1, 0)
                 last = max(bisect_left(starts, seg.end) - 1, first)
                 for k in range(first, min(last + 1, len(spans))):
@@ -113,11 +119,15 @@ class _Direction:
         except ProtocolError as exc:
             self.failed = True
             done = exc.segments  # what the failing feed completed before the bad byte
-            start = max(self.covered, done[-1].end) if done else self.covered
-            return [*done, Unparsed(start, self.total, str(exc))]
-        if segs:
-            self.covered = max(self.covered, segs[-1].end)
+            self._cover(done)
+            return [*done, Unparsed(self.covered, self.total, str(exc))]
+        self._cover(segs)
         return segs
+
+    def _cover(self, segs: list[Segment]) -> None:
+        ends = [s.end for s in segs if not isinstance(s, Nested)]
+        if ends:
+            self.covered = max(self.covered, *ends)
 
 
 def _decoders(conn: ConnectionTrace) -> tuple[_Decoder, _Decoder]:

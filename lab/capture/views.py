@@ -52,7 +52,7 @@ from lab.capture.trace import (
 )
 from lab.wire.chunked import ChunkData, ChunkSize, LastChunk, TrailerField
 from lab.wire.http1 import BodyData, HeaderField, RequestLine, StatusLine
-from lab.wire.segment import Segment
+from lab.wire.segment import Nested, Segment
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -122,6 +122,13 @@ KIND_STYLES: Final[dict[str, str]] = {
     "last-chunk": "bold deep_pink3",
     "trailer-field": "orchid",
     "body-end": "magenta",
+    "empty-line": "grey42",
+    # Server-Sent Events inside a body (lab.wire.sse), shown as a nested layer
+    "sse-bom": "light_slate_grey",
+    "sse-comment": "italic grey66",
+    "sse-field": "bold dark_goldenrod",
+    "sse-dispatch": "bold deep_sky_blue3",
+    "sse-incomplete": "bold red3",
     # bytes no decoder took (lab.capture.annotate)
     "unparsed": "bold red",
 }
@@ -336,6 +343,18 @@ def render_annotated(trace: Trace, console: Console) -> None:
                 # A blank line where the direction changes: requests and responses apart.
                 table.add_row()
             previous = entry.from_client
+            if isinstance(seg, Nested):
+                # A unit of the body's own format (an SSE line), under the framing that
+                # carried it: its own bytes, placed at its wire range.
+                style = kind_style(seg.unit.kind)
+                kinds[seg.unit.kind] = None
+                shown = Text("↳ ", style=_DIM)
+                shown.append_text(_shown(seg.data, 0, len(seg.data), MAX_SHOWN_BYTES, style))
+                table.add_row(
+                    _ms(entry.t - view.t0), "", f"[{seg.start}, {seg.end})", shown,
+                    Text(seg.note(), style=style if seg.unit.kind == "sse-dispatch" else ""),
+                )  # fmt: skip
+                continue
             style = kind_style(seg.kind)
             kinds[seg.kind] = None
             shown = _shown(
@@ -586,10 +605,16 @@ class _Units:
         self._fields = 0
         self._chunk = bytearray()
         self._trailers: list[str] = []
+        self._pending: list[_Unit] = []  # nested events, shown after their carrier
+
+    def _flush(self) -> None:
+        self.out.extend(self._pending)
+        self._pending.clear()
 
     def _close(self) -> None:
         unit = self._open
         if unit is None:
+            self._flush()
             return
         if self._what == _HEAD and self._fields:
             unit.label += f"  + {self._fields} {_plural(self._fields, 'header field')}"
@@ -602,6 +627,7 @@ class _Units:
         self._fields = 0
         self._chunk.clear()
         self._trailers.clear()
+        self._flush()
 
     def _start(self, a: Annotated, what: str, label: str) -> None:
         self._close()
@@ -630,9 +656,21 @@ class _Units:
         return True
 
     def segment(self, a: Annotated, stream: bytes) -> None:
+        seg = a.segment
+        if isinstance(seg, Nested):
+            # Only what the body's format *did* becomes an arrow: a dispatched SSE event.
+            event = getattr(seg.unit, "event", None)
+            if event is not None:
+                label = f"SSE {event.type}"
+                if event.last_event_id:
+                    label += f" id={event.last_event_id}"
+                label += f" {_preview(event.data.encode())}"
+                self._pending.append(_Unit(a.t, a.from_client, label, kind_style(seg.unit.kind)))
+                if self._open is None:
+                    self._flush()
+            return
         if self._extend(a):
             return
-        seg = a.segment
         if isinstance(seg, RequestLine):
             self._start(a, _HEAD, f"{seg.method} {seg.target} {seg.version}")
         elif isinstance(seg, StatusLine):

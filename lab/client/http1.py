@@ -9,7 +9,7 @@ dropped mid-response, because the lab's scenarios need all of that.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
@@ -101,44 +101,64 @@ class ClientConnection:
                 data = await self._stream.receive_some(RECEIVE_SIZE)
             self._h11.receive_data(bytes(data))
 
-    async def read_response(self, *, stop_after_pieces: int | None = None) -> Response:
-        """Read one response. With ``stop_after_pieces``, return after that many pieces of
-        body (the response then has ``complete=False``), e.g. to hang up mid-stream."""
+    async def read_head(self) -> Response:
+        """Read up to the end of the next final response's head (1xx ones are skipped)."""
         while True:
             event = await self._next_event()
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            break
+            if not isinstance(event, h11.InformationalResponse):
+                break
         if not isinstance(event, h11.Response):
             raise h11.RemoteProtocolError(f"expected a response, got {event!r}")
-        response = Response(
+        return Response(
             status=event.status_code,
             reason=event.reason.decode("latin-1"),
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers],
         )
+
+    async def read_body(
+        self, response: Response, on_piece: Callable[[bytes], bool] | None = None
+    ) -> Response:
+        """Read ``response``'s body into it. ``on_piece`` sees each piece as it arrives and
+        returns True to stop reading there (``complete`` then stays False)."""
         body = bytearray()
-        while True:
-            if stop_after_pieces is not None and len(response.pieces) >= stop_after_pieces:
-                break
-            try:
-                event = await self._next_event()
-            except h11.RemoteProtocolError:
-                break  # the connection ended inside the body: complete stays False
-            if isinstance(event, h11.Data):
-                body += event.data
-                response.pieces.append((self._recorder.now(), bytes(event.data)))
-            elif isinstance(event, h11.EndOfMessage):
-                response.trailers = [
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers
-                ]
-                response.complete = True
-                break
-            else:
-                break
-        response.body = bytes(body)
+        try:
+            while True:
+                try:
+                    event = await self._next_event()
+                except h11.RemoteProtocolError:
+                    break  # the connection ended inside the body: complete stays False
+                if isinstance(event, h11.Data):
+                    body += event.data
+                    piece = bytes(event.data)
+                    response.pieces.append((self._recorder.now(), piece))
+                    if on_piece is not None and on_piece(piece):
+                        break
+                elif isinstance(event, h11.EndOfMessage):
+                    response.trailers = [
+                        (k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers
+                    ]
+                    response.complete = True
+                    break
+                else:
+                    break
+        finally:
+            response.body = bytes(body)
         if response.complete and self._h11.our_state is self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
         return response
+
+    async def read_response(self, *, stop_after_pieces: int | None = None) -> Response:
+        """Read one response. With ``stop_after_pieces``, return after that many pieces of
+        body (the response then has ``complete=False``), e.g. to hang up mid-stream."""
+        response = await self.read_head()
+        if stop_after_pieces == 0:
+            return response
+        limit = stop_after_pieces
+
+        def enough(_: bytes) -> bool:
+            return limit is not None and len(response.pieces) >= limit
+
+        return await self.read_body(response, enough)
 
     async def request(
         self,

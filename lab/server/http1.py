@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import h11
 import trio
 
-from lab.apps.interface import Handler, Headers, HTTPError, make_request
+from lab.apps.interface import AbortResponse, Handler, Headers, HTTPError, make_request
 from lab.server.limits import Limits
 
 if TYPE_CHECKING:
@@ -238,6 +238,9 @@ class _H1Connection:
                 else:
                     await self._send_simple(exc.status, exc.message, exc.headers)
             except _Abort:
+                gone = True
+            except AbortResponse as exc:
+                log.info("%s %s cut off: %s", req.method, req.target, exc.reason)
                 gone = True
             except Exception as exc:  # a handler bug must not take the server down
                 log.exception("handler for %s %s failed", req.method, req.target)

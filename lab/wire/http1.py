@@ -17,9 +17,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar, Final, Literal
 
-from lab.wire.chunked import ChunkedDecoder
+from lab.wire.chunked import ChunkData, ChunkedDecoder
 from lab.wire.errors import ProtocolError
-from lab.wire.segment import Segment
+from lab.wire.segment import Nested, Segment
+from lab.wire.sse import SSEDecoder
 
 __all__ = [
     "MAX_HEAD_SIZE",
@@ -127,6 +128,7 @@ class MessageDecoder:
         self._chunked: ChunkedDecoder | None = None
         self._methods: deque[str] = deque()
         self.messages = 0  # complete messages so far
+        self._content: _BodyContent | None = None  # the body's own format, if the lab knows it
 
     def expect(self, method: str) -> None:
         self._methods.append(method)
@@ -149,7 +151,7 @@ class MessageDecoder:
         error (a message cut short)."""
         out = self.feed(b"")
         if self._framing == "close":
-            self._end_message()
+            self._end_message(out)
         elif self._framing is not None or self._buf:
             raise HTTP1Error("connection ended inside a message", self._offset + len(self._buf))
         return out
@@ -162,10 +164,20 @@ class MessageDecoder:
         self._offset += n
         return data
 
-    def _end_message(self) -> None:
+    def _end_message(self, out: list[Segment] | None = None) -> None:
+        if self._content is not None and out is not None:
+            out.extend(self._content.end())
         self._framing = None
         self._chunked = None
+        self._content = None
         self.messages += 1
+
+    def _body(self, out: list[Segment], segs: list[Segment]) -> None:
+        """Body segments out, each followed by what the body's own format makes of it."""
+        for seg in segs:
+            out.append(seg)
+            if self._content is not None and isinstance(seg, ChunkData | BodyData):
+                out.extend(self._content.feed(seg.start, seg.data))
 
     def _step(self, out: list[Segment]) -> bool:
         if self._framing is None:
@@ -173,31 +185,38 @@ class MessageDecoder:
         if self._framing == "length":
             if not self._buf or not self._remaining:
                 if not self._remaining:
-                    self._end_message()
+                    self._end_message(out)
                     return True
                 return False
             n = min(self._remaining, len(self._buf))
             start = self._offset
-            out.append(BodyData(start, start + n, self._take(n)))
+            self._body(out, [BodyData(start, start + n, self._take(n))])
             self._remaining -= n
             return True
         if self._framing == "close":
             if not self._buf:
                 return False
             start, n = self._offset, len(self._buf)
-            out.append(BodyData(start, start + n, self._take(n)))
+            self._body(out, [BodyData(start, start + n, self._take(n))])
             return False
         assert self._chunked is not None
         if not self._buf:
             return False
         data = self._take(len(self._buf))
-        out.extend(self._chunked.feed(data))
+        try:
+            segs = self._chunked.feed(data)
+        except ProtocolError as exc:
+            done: list[Segment] = []
+            self._body(done, exc.segments)
+            exc.segments = done
+            raise
+        self._body(out, segs)
         if self._chunked.done:
             rest = self._chunked.unused_data
             # Give back what belongs to the next message.
             self._buf[:0] = rest
             self._offset -= len(rest)
-            self._end_message()
+            self._end_message(out)
             return True
         return False
 
@@ -248,8 +267,12 @@ class MessageDecoder:
         segs.append(HeadEnd(blank_start, blank_end, words))
         out.extend(segs)
         self._take(pos)
+        if framing != "none" and self.role == "response":
+            content_type = next((v for k, v in headers if k == "content-type"), "")
+            if content_type.split(";")[0].strip().lower() == "text/event-stream":
+                self._content = _BodyContent(SSEDecoder())
         if framing == "none":
-            self._end_message()
+            self._end_message(out)
         elif framing == "chunked":
             self._framing = "chunked"
             self._chunked = ChunkedDecoder(offset=self._offset)
@@ -304,3 +327,63 @@ class MessageDecoder:
         if self.role == "request":
             return "none", "absent (no Content-Length, no Transfer-Encoding)"
         return "close", "runs until the connection closes (no length given)"
+
+
+class _BodyContent:
+    """Runs a body format's decoder over the body bytes and places its units on the wire.
+
+    Body data arrives in pieces (chunk data, or slices of a Content-Length body) at known
+    wire offsets; the inner decoder counts offsets within the body. ``_pieces`` maps one to
+    the other for the bytes not yet covered by an emitted unit, so it stays as small as the
+    inner decoder's own buffer (an incomplete line).
+    """
+
+    def __init__(self, decoder: SSEDecoder) -> None:
+        self.decoder = decoder
+        self.body_offset = 0  # body bytes fed so far
+        self._pieces: deque[tuple[int, int, bytes]] = deque()  # (body start, wire start, data)
+        self.failed: str | None = None
+
+    def _wire(self, body_pos: int) -> int:
+        for body_start, wire_start, data in self._pieces:
+            if body_start <= body_pos < body_start + len(data):
+                return wire_start + body_pos - body_start
+        _, last_wire, last_data = self._pieces[-1]
+        return last_wire + len(last_data)  # one past the end of what is known
+
+    def _bytes(self, start: int, end: int) -> bytes:
+        out = bytearray()
+        for body_start, _, data in self._pieces:
+            lo, hi = max(start, body_start), min(end, body_start + len(data))
+            if lo < hi:
+                out += data[lo - body_start : hi - body_start]
+        return bytes(out)
+
+    def _place(self, units: list[Segment]) -> list[Segment]:
+        out: list[Segment] = []
+        for unit in units:
+            start = self._wire(unit.start)
+            end = self._wire(unit.end - 1) + 1 if unit.end > unit.start else start
+            out.append(Nested(start, end, unit, self._bytes(unit.start, unit.end)))
+        if units:
+            covered = units[-1].end
+            while self._pieces and self._pieces[0][0] + len(self._pieces[0][2]) <= covered:
+                self._pieces.popleft()
+        return out
+
+    def feed(self, wire_start: int, data: bytes) -> list[Segment]:
+        if self.failed or not data:
+            return []
+        self._pieces.append((self.body_offset, wire_start, data))
+        self.body_offset += len(data)
+        try:
+            return self._place(self.decoder.feed(data))
+        except ProtocolError as exc:
+            # The body's own format is broken; the HTTP framing around it is not.
+            self.failed = str(exc)
+            return self._place(exc.segments)
+
+    def end(self) -> list[Segment]:
+        if self.failed or not self._pieces:
+            return []
+        return self._place(self.decoder.eof())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-__all__ = ["Segment"]
+__all__ = ["Nested", "Segment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +31,21 @@ class Segment:
     def note(self) -> str:
         """One line saying what these bytes mean."""
         return self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Nested(Segment):
+    """A unit of a format carried inside another's payload (an SSE line in chunk data).
+
+    ``start``/``end`` place it on the wire: its first byte and one past its last. When it
+    straddles framing (an SSE line split over two chunks) that range includes the framing
+    bytes in between, so ``data`` holds the unit's own bytes. ``unit`` is the inner
+    decoder's segment, whose offsets count within the carried body.
+    """
+
+    unit: Segment
+    data: bytes
+    kind: ClassVar[str] = "nested"
+
+    def note(self) -> str:
+        return self.unit.note()

@@ -166,6 +166,7 @@ def test_each_kind_has_its_own_colour() -> None:
     expected = {
         "request-line", "status-line", "header-field", "head-end", "chunk-size", "chunk-data",
         "chunk-crlf", "last-chunk", "trailer-field", "body-end", "body-data", "unparsed",
+        "empty-line", "sse-bom", "sse-comment", "sse-field", "sse-dispatch", "sse-incomplete",
     }  # fmt: skip
     assert expected <= KIND_STYLES.keys()
     colours = [kind_color(kind).get_truecolor() for kind in KIND_STYLES]
