@@ -44,6 +44,15 @@ def test_capture_writes_a_trace_and_a_pcapng_and_prints_the_view(tmp_path: Path)
     assert "trailer field x-token-count: 4" in out.stdout
 
 
+def test_capture_keeps_golden_files_that_only_differ_by_noise(tmp_path: Path) -> None:
+    assert lab("capture", "chunked", "--out", str(tmp_path)).returncode == 0
+    before = (tmp_path / "chunked.trace").read_bytes()
+    out = lab("capture", "chunked", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "same bytes as before; kept as it is" in out.stdout
+    assert (tmp_path / "chunked.trace").read_bytes() == before
+
+
 def test_capture_refuses_an_unknown_scenario(tmp_path: Path) -> None:
     out = lab("capture", "no-such-thing", "--out", str(tmp_path))
     assert out.returncode != 0
@@ -89,6 +98,21 @@ def test_bench_stream_reports_tracing_off_and_on() -> None:
     assert out.returncode == 0, out.stderr
     assert re.search(r"tracing off\s+[\d,]+\s+[\d.]+", out.stdout)
     assert re.search(r"tracing on\s+[\d,]+\s+[\d.]+\s+[\d.]+", out.stdout)
+
+
+def test_bench_idle_measures_memory_per_stream() -> None:
+    out = lab("bench", "idle", "--count", "50")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"idle SSE streams open\s+50\b", out.stdout)
+    assert re.search(r"RSS per idle stream\s+-?[\d.]+ KiB", out.stdout)
+    assert re.search(r"live 200-token stream, beside them\s+[\d.]+ ms", out.stdout)
+
+
+def test_bench_sse_reports_both_parsers() -> None:
+    out = lab("bench", "sse", "--seconds", "0.05")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"token \(32 B data\)\s+lab\s+[\d,]+", out.stdout)
+    assert re.search(r"httpx-sse\s+[\d,]+", out.stdout)
 
 
 def test_serve_answers_writes_traces_and_stops_on_sigint(tmp_path: Path) -> None:

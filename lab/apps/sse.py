@@ -73,6 +73,9 @@ DEFAULT_EVENTS_PER_RESPONSE: Final = 5
 DEFAULT_RETRY_MS: Final = 1000
 DEFAULT_HEARTBEAT_MS: Final = 15_000
 MAX_RETRY_MS: Final = 600_000
+# A notification stream may be quiet for minutes (heartbeats keep it alive), so /events
+# allows longer gaps than the token endpoints: up to ten minutes.
+MAX_EVENT_INTERVAL_MS: Final = 600_000
 MAX_HEARTBEAT_MS: Final = 600_000
 MIN_HEARTBEAT_MS: Final = 10  # a heartbeat per millisecond would be a flood, not a keepalive
 
@@ -211,7 +214,9 @@ async def events(request: Request, response: ResponseStream) -> None:
         raise HTTPError(400, f"stream must be 1..{MAX_STREAM_NAME} printable characters\n")
     n = int_param(request, "n", DEFAULT_EVENTS_PER_RESPONSE, 1, MAX_N)
     total = int_param(request, "total", 0, 0, 10 * MAX_N)
-    interval = int_param(request, "interval_ms", DEFAULT_INTERVAL_MS, 0, MAX_INTERVAL_MS) / 1000
+    interval = (
+        int_param(request, "interval_ms", DEFAULT_INTERVAL_MS, 0, MAX_EVENT_INTERVAL_MS) / 1000
+    )
     retry_ms = int_param(request, "retry_ms", DEFAULT_RETRY_MS, 0, MAX_RETRY_MS)
     heartbeat_ms = int_param(
         request, "heartbeat_ms", DEFAULT_HEARTBEAT_MS, MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS
