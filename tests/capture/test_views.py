@@ -605,3 +605,41 @@ def test_plot_timeline_draws_on_given_axes(tokens_trace: Trace) -> None:
     ax = fig.add_subplot()
     assert plot_timeline(tokens_trace, ax=ax) is fig
     assert len(ax.get_lines()) == 1
+
+
+# -- the nested SSE layer ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sse_trace() -> Trace:
+    from lab.scenarios import get, run_scenario
+
+    return trio.run(run_scenario, get("sse-reconnect"))
+
+
+def test_annotated_view_shows_sse_lines_under_their_chunks(sse_trace: Trace) -> None:
+    out = console()
+    render_annotated(sse_trace, out)
+    text = out.export_text()
+    assert "↳ id: 1\\n" in text
+    assert "field 'retry' = '50': reconnection time set to 50 ms" in text
+    assert "blank line: dispatch a 'message' event" in text
+    assert "header field last-event-id: 2" in text  # the second connection resumes
+    # Each nested row comes after the chunk-data row that completed it.
+    assert text.index("↳ id: 1\\n") > text.index("3d\\r\\n")
+
+
+def test_sequence_view_shows_each_dispatched_event(sse_trace: Trace) -> None:
+    out = console()
+    render_sequence(sse_trace, out)
+    text = out.export_text()
+    for event_id in ("1", "2", "3", "4"):
+        assert f"SSE message id={event_id}" in text
+    assert "204 No Content" in text
+
+
+def test_hex_view_colours_the_framing_not_the_nested_layer(sse_trace: Trace) -> None:
+    out = console()
+    render_hex(sse_trace, out)
+    text = out.export_text()
+    assert "sse-field" not in text.split("kinds:")[-1]  # the legend lists framing kinds only

@@ -20,7 +20,8 @@ from lab.wire.http1 import (
     RequestLine,
     StatusLine,
 )
-from lab.wire.segment import Segment
+from lab.wire.segment import Nested, Segment
+from lab.wire.sse import Dispatch
 
 
 def _merged(segs: list[Segment]) -> list[tuple[str, int, int, object]]:
@@ -205,3 +206,66 @@ def test_byte_by_byte_gives_the_same_segments() -> None:
     for role, stream, methods in (("request", REQUESTS, ()), ("response", RESPONSES, METHODS)):
         one_by_one = decode(role, stream, list(range(len(stream))), methods)
         assert _merged(one_by_one) == _merged(decode(role, stream, None, methods))
+
+
+# -- the nested layer: a body's own format placed on the wire --------------------------
+
+SSE_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"5\r\nid: 1\r\n"  # an SSE line split over two chunks
+    b"9\r\n\ndata: x\n\r\n"
+    b"1\r\n\n\r\n"  # the blank line that dispatches, in a chunk of its own
+    b"0\r\n\r\n"
+)
+
+
+def _nested(segs: list[Segment]) -> list[Nested]:
+    return [s for s in segs if isinstance(s, Nested)]
+
+
+def test_sse_lines_are_placed_on_the_wire_across_chunks() -> None:
+    segs = decode("response", SSE_RESPONSE)
+    nested = _nested(segs)
+    assert [n.unit.kind for n in nested] == ["sse-field", "sse-field", "sse-dispatch"]
+    # "id: 1\n": its first byte in the first chunk, its LF in the second; the range spans
+    # the chunk framing between, the data is the line's own bytes.
+    first = nested[0]
+    assert first.data == b"id: 1\n"
+    assert SSE_RESPONSE[first.start : first.start + 5] == b"id: 1"
+    assert SSE_RESPONSE[first.end - 1 : first.end] == b"\n"
+    assert b"\r\n9\r\n" in SSE_RESPONSE[first.start : first.end]
+    dispatch = nested[2].unit
+    assert isinstance(dispatch, Dispatch)
+    assert dispatch.event is not None
+    assert (dispatch.event.data, dispatch.event.last_event_id) == ("x", "1")
+    # The framing layer still tiles the bytes on its own.
+    framing = [s for s in segs if not isinstance(s, Nested)]
+    assert all(a.end == b.start for a, b in pairwise(framing))
+
+
+def test_the_nested_layer_is_the_same_at_every_split() -> None:
+    whole = [
+        (n.start, n.end, n.data, n.unit.kind) for n in _nested(decode("response", SSE_RESPONSE))
+    ]
+    for cut in range(1, len(SSE_RESPONSE)):
+        split = decode("response", SSE_RESPONSE, [cut])
+        assert [(n.start, n.end, n.data, n.unit.kind) for n in _nested(split)] == whole, cut
+    one_by_one = decode("response", SSE_RESPONSE, list(range(len(SSE_RESPONSE))))
+    assert [(n.start, n.end, n.data, n.unit.kind) for n in _nested(one_by_one)] == whole
+
+
+def test_sse_in_a_content_length_body_and_an_unterminated_event() -> None:
+    body = b": hi\nevent: progress\ndata: 1\n\ndata: lost"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+    data = head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    nested = _nested(decode("response", data))
+    kinds = [n.unit.kind for n in nested]
+    assert kinds == ["sse-comment", "sse-field", "sse-field", "sse-dispatch", "sse-incomplete"]
+    assert nested[-1].data == b"data: lost"  # no blank line after it: discarded, but shown
+
+
+def test_other_bodies_get_no_nested_layer() -> None:
+    data = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 14\r\n\r\ndata: x\n\nhello"
+    )
+    assert _nested(decode("response", data)) == []
