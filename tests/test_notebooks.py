@@ -50,6 +50,13 @@ EXPECTED_OUTPUT: Final = {
         "lone LF in the chunk-size line",
         "mean gap",  # the timeline view of the token stream
     ],
+    "04_streaming_an_ai_reply": [
+        "NDJSON (POST /chat)",
+        "B/token",  # the table of bytes and times per framing
+        "TTFT ms",
+        "field 'data' = ",  # the SSE layer the annotator found in the chunk data
+        "its words are the reply's tokens without their spaces: True",  # the /events note
+    ],
 }
 
 
