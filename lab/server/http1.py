@@ -28,6 +28,7 @@ import h11
 import trio
 
 from lab.apps.interface import AbortResponse, Handler, Headers, HTTPError, make_request
+from lab.server.closing import linger
 from lab.server.limits import Limits
 
 if TYPE_CHECKING:
@@ -298,20 +299,7 @@ class _H1Connection:
                 await response.end()
             except h11.LocalProtocolError:
                 pass
-        await self.linger()
-
-    async def linger(self) -> None:
-        with trio.move_on_after(self.limits.linger_timeout):
-            try:
-                await self.stream.send_eof()
-                drained = 0
-                while drained < self.limits.linger_bytes:
-                    data = await self.stream.receive_some(self.limits.receive_size)
-                    if not data:
-                        break
-                    drained += len(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+        await linger(self.stream, self.limits)
 
     # -- the connection --------------------------------------------------------------
 

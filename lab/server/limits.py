@@ -43,3 +43,11 @@ class Limits:
     max_connections: int = 16_384
     # On shutdown: streams in flight get this long to finish before they are cancelled.
     shutdown_grace: float = 5.0
+    # HTTP/2: streams open at once per connection, advertised as MAX_CONCURRENT_STREAMS;
+    # one more is refused with RST_STREAM(REFUSED_STREAM). 100 is what RFC 9113 §6.5.2
+    # recommends as the least and what most servers use.
+    h2_max_concurrent_streams: int = 100
+    # HTTP/2: control frames (PING, SETTINGS, RST_STREAM) a client may send per second
+    # before the connection is closed with GOAWAY(ENHANCE_YOUR_CALM): far above what a
+    # real client sends, far below a flood (rapid reset sends tens of thousands).
+    h2_control_frames_per_second: int = 1000

@@ -19,9 +19,10 @@ from lab.apps import app as default_app
 from lab.capture.tap import Recorder
 from lab.capture.trace import Trace
 from lab.server.http1 import serve_http1
+from lab.server.http2 import PREFACE, serve_h2
 from lab.server.limits import Limits
 
-__all__ = ["ConnectionState", "Server", "serve_tcp"]
+__all__ = ["ConnectionState", "Server", "serve_tcp", "sniff"]
 
 log = logging.getLogger("lab.server")
 
@@ -33,6 +34,8 @@ class ConnectionState:
     closing: bool = False  # the server is shutting down: finish the response, then close
     client_gone: bool = False  # the client left while a response was streaming
     _idle_scope: trio.CancelScope | None = field(default=None, repr=False)
+    # Set with ``closing``, for a connection that must act at once (HTTP/2: GOAWAY).
+    closing_event: trio.Event = field(default_factory=trio.Event, repr=False)
 
     @contextmanager
     def idle(self) -> Iterator[trio.CancelScope]:
@@ -48,6 +51,7 @@ class ConnectionState:
 
     def close_when_idle(self) -> None:
         self.closing = True
+        self.closing_event.set()
         if self._idle_scope is not None:
             self._idle_scope.cancel()
 
@@ -138,7 +142,13 @@ class Server:
             )
             conn_stream = Recorder(trace).tap(stream, "server")
         try:
-            await serve_http1(conn_stream, self.app, self.limits, state)
+            initial, protocol = await sniff(conn_stream, self.limits)
+            if trace is not None:
+                trace.connections[-1].protocol = protocol
+            if protocol == "h2c" and initial is not None:
+                await serve_h2(conn_stream, self.app, self.limits, state, initial)
+            elif initial is not None:
+                await serve_http1(conn_stream, self.app, self.limits, state, initial)
         finally:
             self.connections.discard(state)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -152,6 +162,28 @@ class Server:
                     await trio.to_thread.run_sync(trace.save, path)
             if not self.connections:
                 self._no_connections.set()
+
+
+async def sniff(stream: trio.abc.HalfCloseableStream, limits: Limits) -> tuple[bytes | None, str]:
+    """Read until the first bytes tell HTTP/2's client preface from an HTTP/1.1 request.
+
+    Returns the bytes read (to be fed to the chosen protocol) and "h2c" or "http/1.1";
+    None for the bytes when the client sent nothing before closing or timing out. As soon
+    as a byte differs from the preface it is HTTP/1.1 (an HTTP/1.1 request line cannot
+    start with "PRI * HTTP/2.0"), so an HTTP/1.1 client never waits for 24 bytes.
+    """
+    seen = b""
+    with trio.move_on_after(limits.head_timeout):
+        while PREFACE.startswith(seen) and len(seen) < len(PREFACE):
+            try:
+                data = await stream.receive_some(limits.receive_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return None, "http/1.1"
+            if not data:
+                return (seen or None), "http/1.1"
+            seen += data
+        return seen, "h2c" if seen.startswith(PREFACE) else "http/1.1"
+    return (seen or None), "http/1.1"
 
 
 async def serve_tcp(
