@@ -23,6 +23,7 @@ from lab.capture.trace import Trace
 from lab.capture.views import data_arrivals, render
 from lab.scenarios import SCENARIOS, get, run_scenarios
 from lab.server import serve_tcp
+from lab.server.tls import make_tls
 
 __all__ = ["VIEWS", "main"]
 
@@ -42,17 +43,33 @@ def _console() -> Console:
 # -- serve ---------------------------------------------------------------------------
 
 
-async def _serve(host: str, port: int, trace_dir: Path | None, console: Console) -> None:
-
+async def _serve(args: argparse.Namespace, console: Console) -> None:
+    tls = make_tls() if args.tls else None
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
             lambda task_status: serve_tcp(
-                port=port, host=host, trace_dir=trace_dir, task_status=task_status
+                port=args.port,
+                host=args.host,
+                trace_dir=args.trace_dir,
+                tls=tls,
+                task_status=task_status,
             )
         )
-        console.print(f"streamlab serving HTTP/1.1 on {server.url}", style="bold")
-        if trace_dir is not None:
-            console.print(f"one trace per connection in {trace_dir}/")
+        if tls is None:
+            console.print(
+                f"streamlab serving HTTP/1.1 and h2c (prior knowledge) on {server.url}",
+                style="bold",
+            )
+        else:
+            args.ca_out.write_bytes(tls.ca_pem)
+            console.print(
+                f"streamlab serving TLS (ALPN h2, http/1.1) on {server.url}", style="bold"
+            )
+            console.print(f"the CA certificate of this run is in {args.ca_out}")
+            console.print(f"try: curl --cacert {args.ca_out} {server.url}/tokens")
+        if args.trace_dir is not None:
+            above = " (taken above TLS: decrypted bytes)" if tls is not None else ""
+            console.print(f"one trace per connection in {args.trace_dir}/{above}")
         console.print(escape(index_text()))
         console.print("Ctrl-C stops the server.")
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -63,7 +80,7 @@ async def _serve(host: str, port: int, trace_dir: Path | None, console: Console)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    trio.run(_serve, args.host, args.port, args.trace_dir, _console())
+    trio.run(_serve, args, _console())
     return 0
 
 
@@ -212,10 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="serve the lab's endpoints (HTTP/1.1)")
+    p = sub.add_parser("serve", help="serve the lab's endpoints (HTTP/1.1 and HTTP/2)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--trace-dir", type=Path, default=None, help="one trace per connection")
+    p.add_argument("--tls", action="store_true", help="TLS with ALPN h2/http1.1, new certificate")
+    p.add_argument("--ca-out", type=Path, default=Path("lab-ca.pem"), help="with --tls: CA file")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("scenarios", help="list the scenarios")

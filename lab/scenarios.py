@@ -12,11 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import h2.settings
 import trio
 
 from lab.capture.tap import Recorder
 from lab.capture.trace import Trace
 from lab.client.http1 import open_connection
+from lab.client.http2 import open_h2_connection
 from lab.client.sse import event_source
 from lab.server import Server, serve_tcp
 
@@ -142,6 +144,77 @@ async def _sse_error(server: Server, rec: Recorder) -> None:
     await _sse(server, rec, target, until=lambda e: e.type == "error")
 
 
+async def _h2_tokens(server: Server, rec: Recorder) -> None:
+    async with open_h2_connection(server.host, server.port, recorder=rec) as conn:
+        await conn.finish(await conn.request("GET", "/tokens?n=5&interval_ms=30&prompt=h2"))
+        await conn.close()
+
+
+async def _h2_multiplex(server: Server, rec: Recorder) -> None:
+    async with open_h2_connection(server.host, server.port, recorder=rec) as conn:
+        first = await conn.request("GET", "/tokens?n=4&interval_ms=60&prompt=first")
+        # Start the second stream half an interval later, so frames alternate clearly.
+        await conn.pump_until(lambda: bool(conn.responses[first].frames))
+        await trio.sleep(0.03)
+        second = await conn.request("GET", "/tokens?n=4&interval_ms=60&prompt=second")
+        await conn.finish(first, second)
+        await conn.close()
+
+
+async def _h2_flow_control(server: Server, rec: Recorder) -> None:
+    # A 16-byte stream window: the server may send 16 bytes, then must wait.
+    settings: dict[int, int] = {int(h2.settings.SettingCodes.INITIAL_WINDOW_SIZE): 16}
+    async with open_h2_connection(
+        server.host, server.port, recorder=rec, settings=settings
+    ) as conn:
+        conn.auto_window = False
+        sid = await conn.request("GET", "/fixed?size=40")
+        response = conn.responses[sid]
+        while not response.ended:
+            await conn.pump()
+            if not response.ended and response.body and len(response.body) % 16 == 0:
+                # The window is used up: give back what was read, 16 bytes at a time.
+                conn.conn.acknowledge_received_data(16, sid)
+                await conn.open_window(sid, 16)
+        await conn.close()
+
+
+async def _h2_reset(server: Server, rec: Recorder) -> None:
+    async with open_h2_connection(server.host, server.port, recorder=rec) as conn:
+        sid = await conn.request("GET", "/tokens?n=50&interval_ms=50&prompt=reset")
+        # The headers and three tokens, then RST_STREAM(CANCEL): the server stops.
+        await conn.pump_until(lambda: len(conn.responses[sid].frames) >= 3)
+        await conn.reset(sid)
+        await conn.ping()  # a round trip, so the capture shows nothing more came
+        await conn.close()
+
+
+async def _h2_settings_ping(server: Server, rec: Recorder) -> None:
+    async with open_h2_connection(server.host, server.port, recorder=rec) as conn:
+        await conn.ping(b"lab-ping")
+        await conn.close()
+
+
+async def _h2_goaway(server: Server, rec: Recorder) -> None:
+    # Its own server, to shut it down mid-stream: GOAWAY names the last stream it will
+    # still answer, and that stream runs to its end.
+    async with trio.open_nursery() as nursery:
+        own = await nursery.start(_serve_for_scenarios)
+        async with open_h2_connection(own.host, own.port, recorder=rec) as conn:
+            sid = await conn.request("GET", "/tokens?n=4&interval_ms=40&prompt=bye")
+            await conn.pump_until(lambda: bool(conn.responses[sid].frames))
+            own.shutdown()
+            with trio.fail_after(10):
+                while not conn.closed:
+                    await conn.pump(answer=False)
+
+
+async def _h2_sse(server: Server, rec: Recorder) -> None:
+    async with open_h2_connection(server.host, server.port, recorder=rec) as conn:
+        await conn.finish(await conn.request("GET", "/events?n=3&interval_ms=20&stream=h2"))
+        await conn.close()
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "fixed-length", "GET /fixed: the whole body at once, framed by Content-Length",
@@ -249,7 +322,55 @@ SCENARIOS: tuple[Scenario, ...] = (
         "response. The client stops on it instead of reconnecting.",
         _sse_error,
     ),
+    Scenario(
+        "h2-token-stream", "HTTP/2: one token stream: HEADERS, a DATA frame per token, END_STREAM",
+        "After the connection preface and the SETTINGS exchange, the request is one HEADERS "
+        "frame on stream 1 (HPACK-compressed), the reply a HEADERS frame, one DATA frame per "
+        "token and an empty DATA frame carrying END_STREAM. No chunk sizes: every frame has "
+        "a 9-byte header with its length.",
+        _h2_tokens,
+    ),
+    Scenario(
+        "h2-multiplex", "HTTP/2: two token streams interleaved on one connection",
+        "Streams 1 and 3 share one TCP connection; their DATA frames alternate as tokens "
+        "become ready. With HTTP/1.1 the second response would wait for the first.",
+        _h2_multiplex,
+    ),
+    Scenario(
+        "h2-flow-control", "HTTP/2: a 16-byte window; the server pauses for WINDOW_UPDATE",
+        "The client's SETTINGS give each stream a 16-byte window. The server sends 16 bytes of "
+        "DATA and must stop until the client's WINDOW_UPDATE frames give credit back.",
+        _h2_flow_control,
+    ),
+    Scenario(
+        "h2-reset", "HTTP/2: the client resets its stream mid-reply; the server stops",
+        "RST_STREAM(CANCEL) ends one stream without closing the connection. The server "
+        "cancels the token generator; a PING round trip afterwards shows no DATA followed.",
+        _h2_reset,
+    ),
+    Scenario(
+        "h2-settings-ping", "HTTP/2: the SETTINGS exchange and a PING round trip",
+        "Each side sends SETTINGS and acknowledges the other's with an empty SETTINGS ACK; "
+        "PING carries 8 opaque bytes and comes back with the ACK flag.",
+        _h2_settings_ping,
+    ),
+    Scenario(
+        "h2-goaway", "HTTP/2: the server shuts down mid-stream with GOAWAY",
+        "GOAWAY(NO_ERROR) with last-stream-id 1: no new streams, but stream 1 is still "
+        "answered to its END_STREAM before the connection closes.",
+        _h2_goaway,
+    ),
+    Scenario(
+        "h2-sse", "HTTP/2: Server-Sent Events in DATA frames",
+        "The same event stream as over HTTP/1.1, now one DATA frame per event on stream 1: no "
+        "chunked coding, the frame header gives the length.",
+        _h2_sse,
+    ),
 )  # fmt: skip
+
+
+async def _serve_for_scenarios(*, task_status: trio.TaskStatus[Server]) -> None:
+    await serve_tcp(date_source=_scenario_date, task_status=task_status)
 
 
 def get(name: str) -> Scenario:
@@ -260,6 +381,16 @@ def get(name: str) -> Scenario:
     raise KeyError(f"no scenario {name!r}; known: {known}")
 
 
+# Scenario servers send this Date instead of the clock's, so that captures reproduce byte
+# for byte: in HTTP/1.1 a date could be normalised afterwards, but in HTTP/2 it is inside
+# HPACK-compressed (Huffman-coded) header blocks. `lab serve` uses the real clock.
+SCENARIO_DATE = b"Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def _scenario_date() -> bytes:
+    return SCENARIO_DATE
+
+
 async def run_scenario(scenario: Scenario, server: Server | None = None) -> Trace:
     """Run one scenario and return the client's trace (starts a server if not given)."""
     trace = Trace(name=scenario.name, description=scenario.summary)
@@ -268,7 +399,7 @@ async def run_scenario(scenario: Scenario, server: Server | None = None) -> Trac
         await scenario.script(server, rec)
         return trace
     async with trio.open_nursery() as nursery:
-        own = await nursery.start(serve_tcp)
+        own = await nursery.start(_serve_for_scenarios)
         await scenario.script(own, rec)
         own.shutdown()
     return trace
@@ -279,7 +410,7 @@ async def run_scenarios(names: list[str]) -> list[Trace]:
     chosen = [get(n) for n in names]
     traces = []
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_tcp)
+        server = await nursery.start(_serve_for_scenarios)
         for scenario in chosen:
             traces.append(await run_scenario(scenario, server))
         server.shutdown()

@@ -61,7 +61,7 @@ _TO_ASCII_COLUMN: Final = bytes(b if b in _PRINTABLE_ASCII else 0x2E for b in ra
 _HEX_AREA_WIDTH: Final = 3 * BYTES_PER_LINE  # "xx " per byte, plus the group gap, minus one
 
 _CONNECTION_RE: Final = re.compile(
-    r"connection (\d+) (client|server) local=(\S+) peer=(\S+) protocol=(\S+)"
+    r"connection (\d+) (client|server) local=(\S+) peer=(\S+) protocol=(\S+)( tls=above)?"
 )
 _ADDRESS_RE: Final = re.compile(r"\[([^\s\[\]]*)\]:(\d+)|([^\s\[\]:]*):(\d+)")
 _RECORD_RE: Final = re.compile(r"([+-]\d+\.\d{6}) ([a-z-]+)(?: (\d+))?")
@@ -130,7 +130,9 @@ def _connection_line(index: int, conn: ConnectionTrace) -> str:
         raise ValueError(f"connection {index}: protocol {conn.protocol!r} is empty or has spaces")
     local = _address(index, conn.local)
     peer = _address(index, conn.peer)
-    return f"connection {index} {conn.side} local={local} peer={peer} protocol={conn.protocol}"
+    line = f"connection {index} {conn.side} local={local} peer={peer} protocol={conn.protocol}"
+    # Only written when true, so that every trace without TLS reads as it always did.
+    return line + " tls=above" if conn.tls else line
 
 
 def _address(index: int, address: tuple[str, int]) -> str:
@@ -247,14 +249,19 @@ class _Parser:
         if match is None:
             raise self.fail(
                 "malformed connection line (expected "
-                "'connection N client|server local=HOST:PORT peer=HOST:PORT protocol=NAME')"
+                "'connection N client|server local=HOST:PORT peer=HOST:PORT protocol=NAME"
+                " [tls=above]')"
             )
-        index, side, local, peer, protocol = match.groups()
+        index, side, local, peer, protocol, tls = match.groups()
         if int(index) != expected_index:
             raise self.fail(f"connection {index} where connection {expected_index} was expected")
         side_name: Side = "client" if side == "client" else "server"
         return ConnectionTrace(
-            side=side_name, local=self.address(local), peer=self.address(peer), protocol=protocol
+            side=side_name,
+            local=self.address(local),
+            peer=self.address(peer),
+            protocol=protocol,
+            tls=tls is not None,
         )
 
     def address(self, text: str) -> tuple[str, int]:

@@ -105,5 +105,6 @@ def _normalize_connection(conn: ConnectionTrace) -> ConnectionTrace:
             records.append(Record(0.0, record.kind, record.data))
     flush()
     return ConnectionTrace(
-        side=conn.side, local=local, peer=peer, protocol=conn.protocol, records=records
-    )
+        side=conn.side, local=local, peer=peer, protocol=conn.protocol, records=records,
+        tls=conn.tls,
+    )  # fmt: skip

@@ -56,8 +56,12 @@ class ConnectionTrace:
     side: Side
     local: tuple[str, int]
     peer: tuple[str, int]
-    protocol: str = "http/1.1"  # what the listener chose: "http/1.1", "h2c", ...
+    protocol: str = "http/1.1"  # what the listener chose: "http/1.1", "h2c", "h2" (TLS) ...
     records: list[Record] = field(default_factory=list)
+    # The tap sat above TLS: the records are the decrypted application bytes, not what
+    # crossed the wire (which was TLS records), and a pcapng export of them is a
+    # reconstruction of the plaintext conversation.
+    tls: bool = False
 
     @property
     def client(self) -> tuple[str, int]:

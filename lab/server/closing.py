@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 
 from lab.server.limits import Limits
@@ -9,17 +11,20 @@ from lab.server.limits import Limits
 __all__ = ["linger"]
 
 
-async def linger(stream: trio.abc.HalfCloseableStream, limits: Limits) -> None:
+async def linger(stream: trio.abc.Stream, limits: Limits) -> None:
     """Half-close, then read and discard what the client still sends, within limits.
 
     Closing a socket that has unread input makes the kernel send RST, and a RST can
     destroy the response (an HTTP/1.1 error, an HTTP/2 GOAWAY) before the client reads
     it. So: send FIN, drain at most ``linger_bytes`` for at most ``linger_timeout``
-    (RFC 9112 §9.6 calls this a lingering close), then the caller closes.
+    (RFC 9112 §9.6 calls this a lingering close), then the caller closes. TLS has no
+    half-close, so over TLS it only drains.
     """
     with trio.move_on_after(limits.linger_timeout):
         try:
-            await stream.send_eof()
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                with contextlib.suppress(TypeError):  # a tap above TLS: no half-close
+                    await stream.send_eof()
             drained = 0
             while drained < limits.linger_bytes:
                 data = await stream.receive_some(limits.receive_size)

@@ -88,7 +88,7 @@ class _H1Response:
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
-        fields = [(b"date", http_date()), (b"server", SERVER_NAME)]
+        fields = [(b"date", self._owner.state.date_source()), (b"server", SERVER_NAME)]
         fields += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         if self._close:
             fields.append((b"connection", b"close"))
@@ -112,7 +112,7 @@ class _H1Response:
 
 class _H1Connection:
     def __init__(
-        self, stream: trio.abc.HalfCloseableStream, app: Handler, limits: Limits,
+        self, stream: trio.abc.Stream, app: Handler, limits: Limits,
         state: ConnectionState,
     ) -> None:  # fmt: skip
         self.stream = stream
@@ -328,7 +328,7 @@ class _H1Connection:
 
 
 async def serve_http1(
-    stream: trio.abc.HalfCloseableStream,
+    stream: trio.abc.Stream,
     app: Handler,
     limits: Limits,
     state: ConnectionState,

@@ -40,7 +40,7 @@ from hyperframe.frame import GoAwayFrame, SettingsFrame
 
 from lab.apps.interface import AbortResponse, Handler, Headers, HTTPError, make_request
 from lab.server.closing import linger
-from lab.server.http1 import SERVER_NAME, http_date
+from lab.server.http1 import SERVER_NAME
 from lab.server.limits import Limits
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class _H2Response:
         self._stream.started = True
         fields = [
             (":status", str(status)),
-            ("date", http_date().decode("ascii")),
+            ("date", self._owner.state.date_source().decode("ascii")),
             ("server", SERVER_NAME.decode("ascii")),
         ]
         fields += [(k.lower(), v) for k, v in headers if k.lower() not in _CONNECTION_SPECIFIC]
@@ -135,7 +135,7 @@ class _Budget:
 
 class _H2Connection:
     def __init__(
-        self, stream: trio.abc.HalfCloseableStream, app: Handler, limits: Limits,
+        self, stream: trio.abc.Stream, app: Handler, limits: Limits,
         state: ConnectionState,
     ) -> None:  # fmt: skip
         self.stream = stream
@@ -477,7 +477,7 @@ async def _first(*events: trio.Event) -> None:
 
 
 async def serve_h2(
-    stream: trio.abc.HalfCloseableStream,
+    stream: trio.abc.Stream,
     app: Handler,
     limits: Limits,
     state: ConnectionState,

@@ -7,7 +7,7 @@ connection to tell them apart (today HTTP/1.1 only).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +18,10 @@ from lab.apps import Handler
 from lab.apps import app as default_app
 from lab.capture.tap import Recorder
 from lab.capture.trace import Trace
-from lab.server.http1 import serve_http1
+from lab.server.http1 import http_date, serve_http1
 from lab.server.http2 import PREFACE, serve_h2
 from lab.server.limits import Limits
+from lab.server.tls import TLSConfig
 
 __all__ = ["ConnectionState", "Server", "serve_tcp", "sniff"]
 
@@ -36,6 +37,9 @@ class ConnectionState:
     _idle_scope: trio.CancelScope | None = field(default=None, repr=False)
     # Set with ``closing``, for a connection that must act at once (HTTP/2: GOAWAY).
     closing_event: trio.Event = field(default_factory=trio.Event, repr=False)
+    # The Date header's value (RFC 9110 §6.6.1): the real clock, or a fixed value for
+    # reproducible captures (HPACK-compressed dates cannot be normalised afterwards).
+    date_source: Callable[[], bytes] = field(default=http_date, repr=False)
 
     @contextmanager
     def idle(self) -> Iterator[trio.CancelScope]:
@@ -67,8 +71,12 @@ class Server:
         port: int = 0,
         limits: Limits | None = None,
         trace_dir: Path | None = None,
+        date_source: Callable[[], bytes] = http_date,
+        tls: TLSConfig | None = None,
     ) -> None:
         self.app = app
+        self.date_source = date_source
+        self.tls = tls
         self.host = host
         self.port = port
         self.limits = limits or Limits()
@@ -83,7 +91,8 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     async def serve(
         self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
@@ -130,22 +139,44 @@ class Server:
             return
         self.accepted += 1
         number = self.accepted
-        state = ConnectionState(closing=self._shutting_down)
+        state = ConnectionState(closing=self._shutting_down, date_source=self.date_source)
         self.connections.add(state)
         if self._no_connections.is_set():
             self._no_connections = trio.Event()
         trace: Trace | None = None
-        conn_stream: trio.abc.HalfCloseableStream = stream
-        if self.trace_dir is not None:
-            trace = Trace(
-                name=f"conn-{number:05d}", description=f"server side of connection {number}"
-            )
-            conn_stream = Recorder(trace).tap(stream, "server")
+        conn_stream: trio.abc.Stream = stream
         try:
-            initial, protocol = await sniff(conn_stream, self.limits)
+            alpn = None
+            if self.tls is not None:
+                tls_stream = trio.SSLStream(stream, self.tls.context, server_side=True)
+                conn_stream = tls_stream
+                with trio.move_on_after(self.limits.head_timeout) as handshake:
+                    try:
+                        await tls_stream.do_handshake()
+                    except trio.BrokenResourceError as exc:
+                        log.info("TLS handshake failed: %s", exc.__cause__ or exc)
+                        return
+                if handshake.cancelled_caught:
+                    return
+                alpn = tls_stream.selected_alpn_protocol()
+            if self.trace_dir is not None:
+                trace = Trace(
+                    name=f"conn-{number:05d}", description=f"server side of connection {number}"
+                )
+                local = _address(stream.socket.getsockname())
+                peer = _address(stream.socket.getpeername())
+                conn_stream = Recorder(trace).tap(conn_stream, "server", local=local, peer=peer)
+                trace.connections[-1].tls = self.tls is not None
+            if alpn == "h2":
+                initial: bytes | None = b""
+                protocol = "h2"
+            else:
+                initial, protocol = await sniff(conn_stream, self.limits)
+                if self.tls is not None and protocol == "h2c":
+                    protocol = "h2"  # prior knowledge inside TLS, without ALPN
             if trace is not None:
                 trace.connections[-1].protocol = protocol
-            if protocol == "h2c" and initial is not None:
+            if protocol in ("h2", "h2c") and initial is not None:
                 await serve_h2(conn_stream, self.app, self.limits, state, initial)
             elif initial is not None:
                 await serve_http1(conn_stream, self.app, self.limits, state, initial)
@@ -164,7 +195,13 @@ class Server:
                 self._no_connections.set()
 
 
-async def sniff(stream: trio.abc.HalfCloseableStream, limits: Limits) -> tuple[bytes | None, str]:
+def _address(address: object) -> tuple[str, int]:
+    if isinstance(address, tuple):
+        return str(address[0]), int(address[1])
+    return str(address), 0
+
+
+async def sniff(stream: trio.abc.Stream, limits: Limits) -> tuple[bytes | None, str]:
     """Read until the first bytes tell HTTP/2's client preface from an HTTP/1.1 request.
 
     Returns the bytes read (to be fed to the chosen protocol) and "h2c" or "http/1.1";
@@ -193,11 +230,16 @@ async def serve_tcp(
     host: str = "127.0.0.1",
     limits: Limits | None = None,
     trace_dir: Path | None = None,
+    date_source: Callable[[], bytes] = http_date,
+    tls: TLSConfig | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the lab on ``host:port`` (port 0 picks a free one) until cancelled or shut down.
 
     ``server = await nursery.start(serve_tcp, app, 0)`` gives the running :class:`Server`.
     """
-    server = Server(app, host=host, port=port, limits=limits, trace_dir=trace_dir)
+    server = Server(
+        app, host=host, port=port, limits=limits, trace_dir=trace_dir, date_source=date_source,
+        tls=tls,
+    )  # fmt: skip
     await server.serve(task_status=task_status)
