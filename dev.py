@@ -25,6 +25,7 @@ STAMP = VENV / ".streamlab-installed"
 SYSTEM_TOOLS = {
     "curl": "curl",
     "tshark": "tshark",
+    "chromium": "chromium",
 }
 
 

@@ -50,6 +50,17 @@ EXPECTED_OUTPUT: Final = {
         "lone LF in the chunk-size line",
         "mean gap",  # the timeline view of the token stream
     ],
+    "03_sse_on_the_wire": [
+        "fed one byte at a time, the decoder dispatches the same events: True",
+        "comment ' heartbeat': ignored",  # the SSE layer nested in the annotated view
+        "last-event-id: 3",  # the lab client's reconnect, in its trace
+        "the lab client stopped: status 204",
+        "Chromium 1",  # the browser's version: it really ran
+        "in the 1000 ms after the 204, further requests: 0",
+        "6 in the lab client; all the same: True",  # Chromium = decoder = lab client
+        "MessageEvent  error     data {",  # a named error event, not a connection error
+        "the tokens are the lab's reply for this prompt: True",  # fetch + ReadableStream
+    ],
     "04_streaming_an_ai_reply": [
         "NDJSON (POST /chat)",
         "B/token",  # the table of bytes and times per framing

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.apps import endpoints, sse
+from lab.apps import endpoints, pages, sse
 from lab.apps.interface import Handler, HTTPError, Request, ResponseStream
 
 __all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
@@ -61,6 +61,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         ("GET",), "/trailers", endpoints.trailers, "/trailers?n=4",
         "token stream followed by trailer fields (count, SHA-256 of the body)",
+    ),
+    Endpoint(
+        ("GET",), "/pages/eventsource.html", pages.page,
+        "/pages/eventsource.html?src=%2Fevents%3Fn%3D3",
+        "HTML page: the browser's EventSource on ?src=, what it dispatched in window.lab",
+    ),
+    Endpoint(
+        ("GET",), "/pages/fetchstream.html", pages.page,
+        "/pages/fetchstream.html?prompt=hi&n=5&interval_ms=25",
+        "HTML page: fetch() POST /chat as SSE, read with a ReadableStream reader",
     ),
 )  # fmt: skip
 
