@@ -26,6 +26,8 @@ SYSTEM_TOOLS = {
     "curl": "curl",
     "tshark": "tshark",
     "chromium": "chromium",
+    "nghttp": "nghttp2-client",
+    "h2load": "nghttp2-client",
 }
 
 

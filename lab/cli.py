@@ -190,14 +190,26 @@ def cmd_tour(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lab.bench import chunked_bench, idle_bench, sse_bench, stream_bench  # noqa: PLC0415
+    from lab.bench import (  # noqa: PLC0415 - only bench needs them
+        chunked_bench,
+        idle_bench,
+        protocol_bench,
+        sse_bench,
+        stream_bench,
+    )
 
     if args.what == "chunked":
         print(f"chunked decoding, lab vs h11, same input, best pass of {args.seconds * 2:.1f} s")
         print(chunked_bench.table(chunked_bench.run(args.seconds)))
+    elif args.what == "protocols":
+        print(
+            f"one /tokens?n={protocol_bench.TOKENS} stream, h2load --h1 vs h2load (h2c), "
+            f"best of {args.rounds} alternating rounds"
+        )
+        print(protocol_bench.table(protocol_bench.run(args.rounds)))
     elif args.what == "idle":
-        print(f"idle SSE streams against `lab serve` in its own process ({args.count} of them)")
-        print(idle_bench.table(idle_bench.run(args.count)))
+        print(f"idle {args.kind} against `lab serve` in its own process ({args.count} of them)")
+        print(idle_bench.table(idle_bench.run(args.count, args.kind)))
     elif args.what == "sse":
         print(f"SSE decoding, lab vs httpx-sse, same input, {args.seconds:.1f} s per case")
         print(sse_bench.table(sse_bench.run(args.seconds)))
@@ -252,10 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
-    p.add_argument("what", choices=["chunked", "idle", "sse", "stream"])
+    p.add_argument("what", choices=["chunked", "idle", "protocols", "sse", "stream"])
     p.add_argument("--seconds", type=float, default=1.0, help="chunked: per case and decoder")
     p.add_argument("--rounds", type=int, default=5, help="stream: rounds per configuration")
     p.add_argument("--count", type=int, default=2000, help="idle: streams to open")
+    p.add_argument("--kind", choices=["sse", "h2c"], default="sse", help="idle: what to open")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tour", help="every scenario in order, narrated")

@@ -173,9 +173,10 @@ async def _h2_flow_control(server: Server, rec: Recorder) -> None:
         while not response.ended:
             await conn.pump()
             if not response.ended and response.body and len(response.body) % 16 == 0:
-                # The window is used up: give back what was read, 16 bytes at a time.
+                # The window is used up: give back what was read (h2 sends the
+                # WINDOW_UPDATE for it).
                 conn.conn.acknowledge_received_data(16, sid)
-                await conn.open_window(sid, 16)
+                await conn.flush()
         await conn.close()
 
 

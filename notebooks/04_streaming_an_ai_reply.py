@@ -276,14 +276,14 @@ def wire_layout(trace):
     segment of the server's reply."""
     ac = annotate(trace)[0]
     segments = ac.segments(from_client=False)
-    head = sum(s.length for s in segments if s.kind in HEAD_KINDS)
-    body = sum(s.length for s in segments if s.kind not in HEAD_KINDS)
+    head = sum(s.nbytes for s in segments if s.kind in HEAD_KINDS)
+    body = sum(s.nbytes for s in segments if s.kind not in HEAD_KINDS)
     pieces = []
     offset = 0
     for seg in segments:
         if seg.kind in DATA_KINDS:
-            pieces.append((offset, seg.start, seg.length))
-            offset += seg.length
+            pieces.append((offset, seg.start, seg.nbytes))
+            offset += seg.nbytes
     return head, body, pieces
 
 
@@ -339,7 +339,7 @@ for label, row in rows.items():
 # %%
 def chunk_coding_bytes(trace):
     segments = annotate(trace)[0].segments(from_client=False)
-    return sum(s.length for s in segments if s.kind not in HEAD_KINDS | DATA_KINDS)
+    return sum(s.nbytes for s in segments if s.kind not in HEAD_KINDS | DATA_KINDS)
 
 
 print(f"{'framing':22} {'chunk coding B':>14} {'syntax B':>9} {'payload B':>9} {'body B':>7}")

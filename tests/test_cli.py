@@ -104,7 +104,7 @@ def test_bench_idle_measures_memory_per_stream() -> None:
     out = lab("bench", "idle", "--count", "50")
     assert out.returncode == 0, out.stderr
     assert re.search(r"idle SSE streams open\s+50\b", out.stdout)
-    assert re.search(r"RSS per idle stream\s+-?[\d.]+ KiB", out.stdout)
+    assert re.search(r"RSS per idle one\s+-?[\d.]+ KiB", out.stdout)
     assert re.search(r"live 200-token stream, beside them\s+[\d.]+ ms", out.stdout)
 
 

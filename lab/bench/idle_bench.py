@@ -48,6 +48,25 @@ def _raise_fd_limit(need: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
+# An idle HTTP/2 connection: the client preface and an empty SETTINGS frame, then nothing;
+# the server's SETTINGS (and its ACK of ours) are read so the connection is fully up.
+H2_HELLO: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_SETTINGS_ACK: Final = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+
+
+def _open_idle_h2(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT)
+    sock.sendall(H2_HELLO)
+    seen = b""
+    while _SETTINGS_ACK not in seen:
+        data = sock.recv(65536)
+        if not data:
+            raise RuntimeError(f"server closed an idle HTTP/2 connection: {seen[:100]!r}")
+        seen += data
+    sock.sendall(_SETTINGS_ACK)
+    return sock
+
+
 def _open_idle(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT)
     sock.sendall(f"GET {IDLE_TARGET} HTTP/1.1\r\nhost: bench\r\n\r\n".encode())
@@ -76,7 +95,11 @@ def _live_stream(port: int) -> float:
         return time.perf_counter() - start
 
 
-def run(count: int = DEFAULT_COUNT) -> list[dict[str, float | str]]:
+def run(count: int = DEFAULT_COUNT, kind: str = "sse") -> list[dict[str, float | str]]:
+    """``kind``: "sse" (idle /events streams over HTTP/1.1) or "h2c" (idle HTTP/2
+    connections with no stream)."""
+    opener = {"sse": _open_idle, "h2c": _open_idle_h2}[kind]
+    what = {"sse": "idle SSE streams", "h2c": "idle HTTP/2 connections"}[kind]
     _raise_fd_limit(2 * count + 256)  # inherited by the server process
     with subprocess.Popen(
         [sys.executable, "-m", "lab", "serve", "--port", "0"],
@@ -93,9 +116,9 @@ def run(count: int = DEFAULT_COUNT) -> list[dict[str, float | str]]:
                 raise RuntimeError(f"lab serve did not start: {line!r}")
             port = int(match.group(1))
             alone = min(_live_stream(port) for _ in range(3))
-            socks.append(_open_idle(port))  # warm-up: first-use allocations
+            socks.append(opener(port))  # warm-up: first-use allocations
             before = _rss_kib(proc.pid)
-            socks += [_open_idle(port) for _ in range(count)]
+            socks += [opener(port) for _ in range(count)]
             after = _rss_kib(proc.pid)
             beside = min(_live_stream(port) for _ in range(3))
         finally:
@@ -104,10 +127,10 @@ def run(count: int = DEFAULT_COUNT) -> list[dict[str, float | str]]:
             proc.terminate()
             proc.wait(START_TIMEOUT)
     return [
-        {"measure": "idle SSE streams open", "value": float(count), "unit": ""},
+        {"measure": f"{what} open", "value": float(count), "unit": ""},
         {"measure": "server RSS before", "value": before / 1024, "unit": "MiB"},
         {"measure": "server RSS with them open", "value": after / 1024, "unit": "MiB"},
-        {"measure": "RSS per idle stream", "value": (after - before) / count, "unit": "KiB"},
+        {"measure": "RSS per idle one", "value": (after - before) / count, "unit": "KiB"},
         {"measure": "live 200-token stream, alone", "value": alone * 1000, "unit": "ms"},
         {"measure": "live 200-token stream, beside them", "value": beside * 1000, "unit": "ms"},
     ]

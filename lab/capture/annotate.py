@@ -18,6 +18,7 @@ from typing import ClassVar, Protocol
 
 from lab.capture.trace import EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Trace
 from lab.wire.errors import ProtocolError
+from lab.wire.h2messages import H2Decoder
 from lab.wire.http1 import MessageDecoder, RequestLine
 from lab.wire.segment import Nested, Segment
 
@@ -38,7 +39,7 @@ class Unparsed(Segment):
     kind: ClassVar[str] = "unparsed"
 
     def note(self) -> str:
-        what = f"{self.length} bytes not parsed" if self.length else "message cut short"
+        what = f"{self.nbytes} bytes not parsed" if self.nbytes else "message cut short"
         return f"{what}: {self.error}"
 
 
@@ -133,6 +134,8 @@ class _Direction:
 def _decoders(conn: ConnectionTrace) -> tuple[_Decoder, _Decoder]:
     if conn.protocol.startswith("http/1"):
         return MessageDecoder("request"), MessageDecoder("response")
+    if conn.protocol in ("h2", "h2c"):
+        return H2Decoder(from_client=True), H2Decoder(from_client=False)
     raise ValueError(f"no annotator for protocol {conn.protocol!r}")
 
 

@@ -19,8 +19,10 @@ What differs between two honest runs, and what :func:`normalize` does about it:
   from 32768-60999, always five digits, so the result does not depend on the run.
 
 Hosts, the bytes themselves and the order of records across directions are kept: if those
-differ, the scenario is not reproducible, and the comparison should say so. Not reached: a
-date or authority inside HPACK-compressed HTTP/2 headers.
+differ, the scenario is not reproducible, and the comparison should say so. In HTTP/2 the
+server's authority is rewritten where it is a plain HPACK literal (the lab's client writes
+it so); a Huffman-coded date or authority is not reached, which is why scenario servers
+send a fixed Date.
 """
 
 from __future__ import annotations
@@ -64,8 +66,13 @@ def normalized_text(trace: Trace) -> str:
     return dumps(normalize(trace))
 
 
-def _host_port_rewriter(port: int) -> Callable[[bytes], bytes]:
-    """Replace ``port`` at the end of a Host field value, keeping its length."""
+def _host_port_rewriter(port: int, host: str, http2: bool) -> Callable[[bytes], bytes]:
+    """Replace ``port`` at the end of a Host field value, keeping its length.
+
+    In HTTP/2 the authority is an HPACK string: the lab's own client writes it as a plain
+    literal (no Huffman), so ``HOST:PORT`` is found as bytes; a Huffman-coded one is not
+    reached (see the module docstring).
+    """
     digits = str(port)
     placeholder = str(SERVER_PORT).rjust(len(digits), "0")
     if len(placeholder) != len(digits):  # a port under 1000 is not ephemeral: keep it
@@ -75,11 +82,17 @@ def _host_port_rewriter(port: int) -> Callable[[bytes], bytes]:
         rb"(?:^|(?<=\n))((?i:host):[ \t]*\S*?:)" + digits.encode() + rb"(?=[ \t]*\r?\n)"
     )
     replacement = rb"\g<1>" + placeholder.encode()
-    return lambda data: field.sub(replacement, data)
+    if not http2:
+        return lambda data: field.sub(replacement, data)
+    authority = re.compile(re.escape(f"{host}:{digits}".encode()))
+    literal = f"{host}:{placeholder}".encode()
+    return lambda data: authority.sub(literal, field.sub(replacement, data))
 
 
 def _normalize_connection(conn: ConnectionTrace) -> ConnectionTrace:
-    rewrite_host = _host_port_rewriter(conn.server[1])
+    rewrite_host = _host_port_rewriter(
+        conn.server[1], conn.server[0], conn.protocol in ("h2", "h2c")
+    )
     client = (conn.client[0], CLIENT_PORT)
     server = (conn.server[0], SERVER_PORT)
     local, peer = (client, server) if conn.side == "client" else (server, client)

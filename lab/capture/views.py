@@ -129,6 +129,10 @@ KIND_STYLES: Final[dict[str, str]] = {
     "sse-field": "bold dark_goldenrod",
     "sse-dispatch": "bold deep_sky_blue3",
     "sse-incomplete": "bold red3",
+    # HTTP/2 (lab.wire.h2frames, lab.wire.h2messages)
+    "h2-preface": "bold slate_blue1",
+    "h2-frame": "bold dark_sea_green4",
+    "hpack-field": "cadet_blue",
     # bytes no decoder took (lab.capture.annotate)
     "unparsed": "bold red",
 }
@@ -687,8 +691,8 @@ class _Units:
             if isinstance(seg, LastChunk):
                 label = "last chunk (0)"
             elif isinstance(seg, BodyData):
-                label = f"body {seg.length} B {_preview(_segment_data(seg, stream))}"
-            elif isinstance(seg, Unparsed):
+                label = f"body {seg.nbytes} B {_preview(_segment_data(seg, stream))}"
+            elif isinstance(seg, Unparsed) or seg.kind in ("h2-frame", "h2-preface"):
                 label = seg.note()
             else:
                 label = f"{seg.kind}: {seg.note()}"

@@ -19,7 +19,8 @@ from typing import ClassVar, Final, Literal
 
 from lab.wire.chunked import ChunkData, ChunkedDecoder
 from lab.wire.errors import ProtocolError
-from lab.wire.segment import Nested, Segment
+from lab.wire.nested import BodyContent
+from lab.wire.segment import Segment
 from lab.wire.sse import SSEDecoder
 
 __all__ = [
@@ -128,7 +129,7 @@ class MessageDecoder:
         self._chunked: ChunkedDecoder | None = None
         self._methods: deque[str] = deque()
         self.messages = 0  # complete messages so far
-        self._content: _BodyContent | None = None  # the body's own format, if the lab knows it
+        self._content: BodyContent | None = None  # the body's own format, if the lab knows it
 
     def expect(self, method: str) -> None:
         self._methods.append(method)
@@ -270,7 +271,7 @@ class MessageDecoder:
         if framing != "none" and self.role == "response":
             content_type = next((v for k, v in headers if k == "content-type"), "")
             if content_type.split(";")[0].strip().lower() == "text/event-stream":
-                self._content = _BodyContent(SSEDecoder())
+                self._content = BodyContent(SSEDecoder())
         if framing == "none":
             self._end_message(out)
         elif framing == "chunked":
@@ -327,63 +328,3 @@ class MessageDecoder:
         if self.role == "request":
             return "none", "absent (no Content-Length, no Transfer-Encoding)"
         return "close", "runs until the connection closes (no length given)"
-
-
-class _BodyContent:
-    """Runs a body format's decoder over the body bytes and places its units on the wire.
-
-    Body data arrives in pieces (chunk data, or slices of a Content-Length body) at known
-    wire offsets; the inner decoder counts offsets within the body. ``_pieces`` maps one to
-    the other for the bytes not yet covered by an emitted unit, so it stays as small as the
-    inner decoder's own buffer (an incomplete line).
-    """
-
-    def __init__(self, decoder: SSEDecoder) -> None:
-        self.decoder = decoder
-        self.body_offset = 0  # body bytes fed so far
-        self._pieces: deque[tuple[int, int, bytes]] = deque()  # (body start, wire start, data)
-        self.failed: str | None = None
-
-    def _wire(self, body_pos: int) -> int:
-        for body_start, wire_start, data in self._pieces:
-            if body_start <= body_pos < body_start + len(data):
-                return wire_start + body_pos - body_start
-        _, last_wire, last_data = self._pieces[-1]
-        return last_wire + len(last_data)  # one past the end of what is known
-
-    def _bytes(self, start: int, end: int) -> bytes:
-        out = bytearray()
-        for body_start, _, data in self._pieces:
-            lo, hi = max(start, body_start), min(end, body_start + len(data))
-            if lo < hi:
-                out += data[lo - body_start : hi - body_start]
-        return bytes(out)
-
-    def _place(self, units: list[Segment]) -> list[Segment]:
-        out: list[Segment] = []
-        for unit in units:
-            start = self._wire(unit.start)
-            end = self._wire(unit.end - 1) + 1 if unit.end > unit.start else start
-            out.append(Nested(start, end, unit, self._bytes(unit.start, unit.end)))
-        if units:
-            covered = units[-1].end
-            while self._pieces and self._pieces[0][0] + len(self._pieces[0][2]) <= covered:
-                self._pieces.popleft()
-        return out
-
-    def feed(self, wire_start: int, data: bytes) -> list[Segment]:
-        if self.failed or not data:
-            return []
-        self._pieces.append((self.body_offset, wire_start, data))
-        self.body_offset += len(data)
-        try:
-            return self._place(self.decoder.feed(data))
-        except ProtocolError as exc:
-            # The body's own format is broken; the HTTP framing around it is not.
-            self.failed = str(exc)
-            return self._place(exc.segments)
-
-    def end(self) -> list[Segment]:
-        if self.failed or not self._pieces:
-            return []
-        return self._place(self.decoder.eof())

@@ -25,7 +25,12 @@ class Segment:
     kind: ClassVar[str] = "segment"
 
     @property
-    def length(self) -> int:
+    def nbytes(self) -> int:
+        """How many bytes of the stream this segment covers (``end - start``).
+
+        Neither ``length`` nor ``size``: an HTTP/2 frame has a Length field (its payload
+        size, RFC 9113 §4.1) and a chunk has a size, and segments keep those names.
+        """
         return self.end - self.start
 
     def note(self) -> str:

@@ -27,7 +27,7 @@ def test_segments_tile_each_direction_exactly(traces: list[Trace]) -> None:
                 (True, len(ac.conn.client_to_server())),
                 (False, len(ac.conn.server_to_client())),
             ):
-                segs = [s for s in ac.segments(from_client=from_client) if s.length]
+                segs = [s for s in ac.segments(from_client=from_client) if s.nbytes]
                 assert segs, (trace.name, from_client)
                 assert segs[0].start == 0
                 assert segs[-1].end == total, (trace.name, from_client)
@@ -43,7 +43,7 @@ def test_clean_scenarios_have_nothing_unparsed(traces: list[Trace]) -> None:
         if trace.name in HANGS_UP:
             # The response is cut short: marked, zero bytes long, at the end of what came.
             assert len(unparsed) == 1
-            assert unparsed[0].length == 0
+            assert unparsed[0].nbytes == 0
             assert "cut short" in unparsed[0].note()
         else:
             assert unparsed == [], trace.name

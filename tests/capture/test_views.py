@@ -278,12 +278,12 @@ def test_long_body_rows_are_capped_and_say_so() -> None:
     body_segments = [
         s for ac in annotate(trace) for s in ac.segments(from_client=False) if s.kind == "body-data"
     ]
-    assert sum(s.length for s in body_segments) == size
+    assert sum(s.nbytes for s in body_segments) == size
     down = conn.server_to_client()
     for seg in body_segments:
         first = escape_bytes(down[seg.start : seg.start + MAX_SHOWN_BYTES])
-        if seg.length > MAX_SHOWN_BYTES:
-            assert f"{first} … (+{seg.length - MAX_SHOWN_BYTES} bytes)" in plain
+        if seg.nbytes > MAX_SHOWN_BYTES:
+            assert f"{first} … (+{seg.nbytes - MAX_SHOWN_BYTES} bytes)" in plain
             # Never more than the cap of one segment's bytes on a row.
             more = escape_bytes(down[seg.start : seg.start + MAX_SHOWN_BYTES + 1])
             assert more not in plain
@@ -320,7 +320,7 @@ def test_events_and_unknown_protocols_are_shown_raw() -> None:
         side="server",
         local=("127.0.0.1", 8080),
         peer=("127.0.0.1", 40000),
-        protocol="h2c",
+        protocol="spdy/3",  # no annotator for it: shown raw
         records=[
             Record(0.0, CONNECT),
             Record(0.001, RECV, request),
@@ -328,10 +328,10 @@ def test_events_and_unknown_protocols_are_shown_raw() -> None:
             Record(0.003, RESET),
         ],
     )
-    trace = Trace(name="h2c-by-hand", connections=[conn])
+    trace = Trace(name="unknown-by-hand", connections=[conn])
     text = shown(render_annotated, trace, width=400)
     plain = text.plain
-    assert "not annotated: no annotator for protocol 'h2c'" in plain
+    assert "not annotated: no annotator for protocol 'spdy/3'" in plain
     assert escape_bytes(request) in plain
     assert "\\x00\\x00\\x00\\x04\\x00\\x00\\x00\\x00\\x00" in plain
     assert "reset: the connection broke under the server" in plain

@@ -1,0 +1,118 @@
+"""One direction of an HTTP/2 connection as annotated segments, for showing a byte stream.
+
+The HTTP/2 counterpart of :class:`lab.wire.http1.MessageDecoder`. Frames come from
+:class:`lab.wire.h2frames.FrameDecoder` (with HPACK decoding: one HPACK context per
+direction, as on the wire). On top of the frames it adds two nested layers:
+
+- under each HEADERS frame that ends a field block, one :class:`~lab.wire.segment.Nested`
+  segment per HPACK representation (``:status: 200 — indexed (static 8)``), placed at its
+  wire range inside the frame's field block fragment;
+- for a response whose ``content-type`` is ``text/event-stream``, the SSE lines carried in
+  that stream's DATA frames, placed on the wire across frame headers like SSE lines
+  across chunk framing in HTTP/1.1.
+
+Streams are many and interleaved, so there is one body decoder per stream, bounded by
+:data:`MAX_TRACKED_STREAMS`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from lab.wire.errors import ProtocolError
+from lab.wire.h2frames import ContinuationFrame, DataFrame, FrameDecoder, HeadersFrame
+from lab.wire.nested import BodyContent
+from lab.wire.segment import Nested, Segment
+from lab.wire.sse import SSEDecoder
+
+__all__ = ["MAX_TRACKED_STREAMS", "H2Decoder"]
+
+# Event streams decoded at once per direction. A viewer follows at most this many open
+# SSE streams; more (an odd trace) are shown as frames only.
+MAX_TRACKED_STREAMS: Final = 1024
+_END_STREAM: Final = 0x1
+
+
+class H2Decoder:
+    """Frames of one direction, with HPACK fields and SSE lines nested under them."""
+
+    def __init__(self, *, from_client: bool) -> None:
+        self.from_client = from_client
+        self.frames = FrameDecoder(expect_preface=from_client, decode_headers=True)
+        self._bodies: dict[int, BodyContent] = {}
+
+    def feed(self, data: bytes) -> list[Segment]:
+        try:
+            segs = self.frames.feed(data)
+        except ProtocolError as exc:
+            exc.segments = self._expand(exc.segments)
+            raise
+        return self._expand(segs)
+
+    def eof(self) -> list[Segment]:
+        self.frames.eof()
+        out: list[Segment] = []
+        for body in self._bodies.values():
+            out.extend(body.end())
+        self._bodies.clear()
+        return out
+
+    def _expand(self, segs: list[Segment]) -> list[Segment]:
+        out: list[Segment] = []
+        for seg in segs:
+            out.append(seg)
+            if isinstance(seg, HeadersFrame | ContinuationFrame) and seg.block is not None:
+                out.extend(self._fields(seg))
+                self._maybe_event_stream(seg)
+            elif isinstance(seg, DataFrame):
+                body = self._bodies.get(seg.stream_id)
+                if body is not None:
+                    # The data sits after the Pad Length octet and before the padding.
+                    data_start = seg.end - (seg.pad_length or 0) - len(seg.data)
+                    out.extend(body.feed(data_start, seg.data))
+                    if seg.flags & _END_STREAM:
+                        out.extend(self._bodies.pop(seg.stream_id).end())
+        return out
+
+    @staticmethod
+    def _fields(frame: HeadersFrame | ContinuationFrame) -> list[Segment]:
+        block = frame.block
+        assert block is not None
+        out: list[Segment] = []
+        for rep in block.representations:
+            ranges = block.wire_ranges(rep.start, rep.end)
+            if not ranges:
+                continue
+            data = _block_bytes(frame, block.fragments, rep.start, rep.end)
+            out.append(Nested(ranges[0][0], ranges[-1][1], rep, data))
+        return out
+
+    def _maybe_event_stream(self, frame: HeadersFrame | ContinuationFrame) -> None:
+        if self.from_client or frame.block is None:
+            return
+        headers = dict(frame.block.headers)
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        ends = isinstance(frame, HeadersFrame) and frame.flags & _END_STREAM
+        room = len(self._bodies) < MAX_TRACKED_STREAMS
+        if content_type == b"text/event-stream" and not ends and room:
+            self._bodies[frame.stream_id] = BodyContent(SSEDecoder())
+
+
+def _block_bytes(
+    frame: HeadersFrame | ContinuationFrame,
+    fragments: tuple[tuple[int, int], ...],
+    start: int,
+    end: int,
+) -> bytes:
+    """Bytes ``[start, end)`` of a field block that arrived in ``fragments``.
+
+    Only the last fragment is this frame's; earlier ones (HEADERS before CONTINUATION)
+    are not kept by the frame, so a representation straddling frames shows the part in
+    this frame's fragment.
+    """
+    last_start = fragments[-1][0]
+    before = sum(e - s for s, e in fragments[:-1])
+    lo, hi = max(start - before, 0), max(end - before, 0)
+    fragment_offset = last_start - frame.header_end
+    payload = frame.payload
+    return bytes(payload[fragment_offset + lo : fragment_offset + hi])
