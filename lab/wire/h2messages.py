@@ -83,8 +83,7 @@ class H2Decoder:
             ranges = block.wire_ranges(rep.start, rep.end)
             if not ranges:
                 continue
-            data = _block_bytes(frame, block.fragments, rep.start, rep.end)
-            out.append(Nested(ranges[0][0], ranges[-1][1], rep, data))
+            out.append(Nested(ranges[0][0], ranges[-1][1], rep, block.data[rep.start : rep.end]))
         return out
 
     def _maybe_event_stream(self, frame: HeadersFrame | ContinuationFrame) -> None:
@@ -96,23 +95,3 @@ class H2Decoder:
         room = len(self._bodies) < MAX_TRACKED_STREAMS
         if content_type == b"text/event-stream" and not ends and room:
             self._bodies[frame.stream_id] = BodyContent(SSEDecoder())
-
-
-def _block_bytes(
-    frame: HeadersFrame | ContinuationFrame,
-    fragments: tuple[tuple[int, int], ...],
-    start: int,
-    end: int,
-) -> bytes:
-    """Bytes ``[start, end)`` of a field block that arrived in ``fragments``.
-
-    Only the last fragment is this frame's; earlier ones (HEADERS before CONTINUATION)
-    are not kept by the frame, so a representation straddling frames shows the part in
-    this frame's fragment.
-    """
-    last_start = fragments[-1][0]
-    before = sum(e - s for s, e in fragments[:-1])
-    lo, hi = max(start - before, 0), max(end - before, 0)
-    fragment_offset = last_start - frame.header_end
-    payload = frame.payload
-    return bytes(payload[fragment_offset + lo : fragment_offset + hi])
