@@ -21,6 +21,7 @@ from lab.capture.normalize import normalized_text
 from lab.capture.store import write_capture
 from lab.capture.trace import Trace
 from lab.capture.views import data_arrivals, render
+from lab.wire.h2frames import HeadersFrame
 from lab.scenarios import SCENARIOS, get, run_scenarios
 from lab.server import serve_tcp
 from lab.server.tls import make_tls
@@ -141,7 +142,12 @@ def summary_row(trace: Trace) -> tuple[str, ...]:
     up = sum(len(c.client_to_server()) for c in trace.connections)
     down = sum(len(c.server_to_client()) for c in trace.connections)
     requests = sum(
-        1 for ac in annotate(trace) for a in ac.items if a.segment.kind == "request-line"
+        1
+        for ac in annotate(trace)
+        for a in ac.items
+        # An HTTP/1.1 request line, or the HEADERS frame that opens an HTTP/2 stream.
+        if a.segment.kind == "request-line"
+        or (a.from_client and isinstance(a.segment, HeadersFrame))
     )
     arrivals = data_arrivals(trace)
     if arrivals:

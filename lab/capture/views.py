@@ -52,6 +52,7 @@ from lab.capture.trace import (
 )
 from lab.wire.chunked import ChunkData, ChunkSize, LastChunk, TrailerField
 from lab.wire.http1 import BodyData, HeaderField, RequestLine, StatusLine
+from lab.wire.h2frames import DataFrame
 from lab.wire.segment import Nested, Segment
 
 if TYPE_CHECKING:
@@ -504,12 +505,20 @@ def _segment_data(seg: Segment, stream: bytes) -> bytes:
     return data if isinstance(data, bytes) else stream[seg.start : seg.end]
 
 
+def _carries_data(seg: Segment) -> bool:
+    """Body data: chunk data or a slice of a body in HTTP/1.1, a non-empty DATA frame in
+    HTTP/2 (an empty one only carries END_STREAM)."""
+    if isinstance(seg, DataFrame):
+        return bool(seg.data)
+    return seg.kind in DATA_KINDS
+
+
 def _arrivals(view: _ConnView) -> list[tuple[float, bytes]]:
     stream = view.streams[False]
     return [
         (a.t, _segment_data(a.segment, stream))
         for a in view.ac.items
-        if not a.from_client and a.segment.kind in DATA_KINDS
+        if not a.from_client and _carries_data(a.segment)
     ]
 
 

@@ -643,3 +643,15 @@ def test_hex_view_colours_the_framing_not_the_nested_layer(sse_trace: Trace) -> 
     render_hex(sse_trace, out)
     text = out.export_text()
     assert "sse-field" not in text.split("kinds:")[-1]  # the legend lists framing kinds only
+
+
+def test_data_arrivals_over_http2_are_the_data_frames() -> None:
+    from lab.scenarios import get, run_scenario
+
+    trace = trio.run(run_scenario, get("h2-token-stream"))
+    arrivals = data_arrivals(trace)
+    # One arrival per non-empty DATA frame: the tokens, then [DONE]; the empty DATA frame
+    # that only carries END_STREAM is not data.
+    assert [data for _, _, _, data in arrivals] == [t.encode() for t in tokens_for("h2", 5)] + [
+        b"\n[DONE]\n"
+    ]
