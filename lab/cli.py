@@ -21,10 +21,10 @@ from lab.capture.normalize import normalized_text
 from lab.capture.store import write_capture
 from lab.capture.trace import Trace
 from lab.capture.views import data_arrivals, render
-from lab.wire.h2frames import HeadersFrame
 from lab.scenarios import SCENARIOS, get, run_scenarios
 from lab.server import serve_tcp
 from lab.server.tls import make_tls
+from lab.wire.h2frames import HeadersFrame
 
 __all__ = ["VIEWS", "main"]
 

@@ -51,8 +51,8 @@ from lab.capture.trace import (
     Trace,
 )
 from lab.wire.chunked import ChunkData, ChunkSize, LastChunk, TrailerField
-from lab.wire.http1 import BodyData, HeaderField, RequestLine, StatusLine
 from lab.wire.h2frames import DataFrame
+from lab.wire.http1 import BodyData, HeaderField, RequestLine, StatusLine
 from lab.wire.segment import Nested, Segment
 
 if TYPE_CHECKING:
