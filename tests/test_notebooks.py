@@ -68,6 +68,28 @@ EXPECTED_OUTPUT: Final = {
         "field 'data' = ",  # the SSE layer the annotator found in the chunk data
         "its words are the reply's tokens without their spaces: True",  # the /events note
     ],
+    "05_http2_frames_and_hpack": [
+        "they are RFC 9113's preface: True",
+        "by hand, lab.wire.h2frames and hyperframe agree on all of them: True",
+        "literal with incremental indexing, name static",  # the HPACK table per field
+        "= H 1, ",  # a Huffman-coded value of the server's, read by hand
+        "hpack's encoder gives the server's bytes: True",
+        "request  header block: first",  # first vs second request on the connection
+        "last one END_STREAM: True",
+        "client connection preface (RFC 9113 §3.4)",  # the annotated view
+        "indexed (dynamic ",
+    ],
+    "06_multiplexing_flow_control_cancellation": [
+        "interleaved: True",
+        "HTTP/1.1 pipelined: the second reply started after the first had ended: True",
+        "HTTP/2 multiplexed: the second reply started after the first had ended: False",
+        "bytes that arrived during each 25 ms wait at window 0: [0, 0]",
+        "every DATA frame fit in the window it was sent into: True",
+        "after the PING ACK, DATA frames on the cancelled stream: 0",
+        "stream 3 completed: True",  # the stream beside the cancelled one
+        "RST_STREAM stream 5: REFUSED_STREAM (0x7)",
+        "on the same connection: status 200",  # the refused request, retried
+    ],
 }
 
 
