@@ -344,7 +344,7 @@ CONNECTION_WINDOW = 65_535  # RFC 9113 §6.9.2; SETTINGS do not change it
 stream_window, connection_window = None, CONNECTION_WINDOW
 fits = True
 last_update = None
-print(f"{'ms':>8}  dir  {'frame':52} {'stream':>6} {'conn':>6} {'after WU':>8}")
+print(f"{'ms':>8}  dir  {'frame':56} {'stream':>6} {'conn':>6} {'after WU':>8}")
 for t, from_client, frame in fc_frames:
     after = ""
     if isinstance(frame, HeadersFrame) and from_client:
@@ -364,7 +364,7 @@ for t, from_client, frame in fc_frames:
     window = "" if stream_window is None else stream_window
     arrow = "C→S" if from_client else "S→C"
     note = short(frame, settings=("INITIAL_WINDOW_SIZE",)).replace(" (connection)", "")
-    print(f"{t * 1000:8.2f}  {arrow}  {note:52} {window!s:>6} {connection_window:6} {after:>8}")
+    print(f"{t * 1000:8.2f}  {arrow}  {note:56} {window!s:>6} {connection_window:6} {after:>8}")
 print(f"\ninitial stream window from the client's SETTINGS: {initial}")
 print(f"every DATA frame fit in the window it was sent into: {fits}")
 
