@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.apps import endpoints, pages, sse
+from lab.apps import endpoints, mcp, pages, sse
 from lab.apps.interface import Handler, HTTPError, Request, ResponseStream
 
 __all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
@@ -71,6 +71,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ("GET",), "/pages/fetchstream.html", pages.page,
         "/pages/fetchstream.html?prompt=hi&n=5&interval_ms=25",
         "HTML page: fetch() POST /chat as SSE, read with a ReadableStream reader",
+    ),
+    Endpoint(
+        ("POST", "GET", "DELETE"), "/mcp", mcp.endpoint, "/mcp",
+        "MCP Streamable HTTP, revisions 2025-11-25 (sessions, resumable SSE) and "
+        "2026-07-28 (stateless); tools stream_tokens and fail",
     ),
 )  # fmt: skip
 

@@ -1,0 +1,243 @@
+"""MCP sessions (revision 2025-11-25): ids, the bounded table, idle expiry, and the tasks
+that outlive the request that started them.
+
+A session begins when a client POSTs ``initialize``: the response carries
+``Mcp-Session-Id``, and every later request must send it back (transports.mdx §"Session
+Management"). The id is 32 characters from ``secrets.token_urlsafe``: 192 random bits, in
+``[A-Za-z0-9_-]``, inside the visible-ASCII range (0x21-0x7E) the spec requires.
+
+The table is bounded, and a session ends in one of three ways:
+
+- ``DELETE /mcp`` with its id (the client is done);
+- *idle expiry*: no request for :attr:`McpLimits.session_idle_timeout` seconds while
+  nothing of the session runs (no call in flight, no stream being read). Expiry is lazy:
+  it is noticed when the id is next used, or when the table needs room;
+- *eviction* when the table is full and a new client initializes. Policy: expired
+  sessions go first, then the least recently used *idle* one; if every session is busy,
+  the new ``initialize`` is refused with 503 and ``Retry-After`` instead. An evicted
+  client gets 404 on its next request, which the spec tells it to answer by initializing
+  again; a client in the middle of a call or reading a stream is never cut off to make
+  room.
+
+An ended session's id is forgotten, so it answers 404 exactly like an id never issued.
+Ending a session cancels its calls and ends its streams.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from lab.apps.mcp.messages import RequestId
+from lab.apps.mcp.store import EventStore
+
+__all__ = [
+    "LOG_LEVELS",
+    "McpLimits",
+    "Session",
+    "SessionTable",
+    "SessionsFull",
+    "TaskHost",
+    "new_session_id",
+]
+
+log = logging.getLogger("lab.mcp")
+
+# RFC 5424 severities, least severe first (logging.mdx §"Log Levels").
+LOG_LEVELS: Final = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+# What a session logs before the client sends logging/setLevel: the spec leaves it to the
+# server; "info" shows the tool calls starting and ending without debug chatter.
+DEFAULT_LOG_LEVEL: Final = "info"
+# secrets.token_urlsafe(24): 24 random bytes, 32 characters.
+SESSION_ID_BYTES: Final = 24
+
+
+@dataclass(frozen=True, slots=True)
+class McpLimits:
+    # Sessions at once. Each may hold up to streams_per_session x events_per_stream stored
+    # events (~250 bytes each for this server's messages), so 64 sessions cost at most
+    # ~64 MiB even if every one of them filled its store; in practice a few KiB each.
+    max_sessions: int = 64
+    # A session with nothing running that sees no request for this long is ended. Ten
+    # minutes outlasts a reader pausing between notebook cells.
+    session_idle_timeout: float = 600.0
+    # One JSON-RPC message (the POST body) -> 413. This server's messages are under 1 KiB;
+    # 256 KiB leaves room for large tool arguments while json.loads (not incremental)
+    # stays cheap. The HTTP servers' own 1 MiB limit is checked first.
+    max_message_size: int = 256 * 1024
+    # Events kept per stream for resumption. A stream_tokens call sends one progress event
+    # per token plus its response, so a default call (8 tokens) is kept whole many times
+    # over; a longer one loses its oldest progress events first.
+    events_per_stream: int = 256
+    # Streams kept per session (the GET stream and POST streams whose call has ended; a
+    # stream whose call still runs is never dropped, and those are bounded by
+    # max_calls_per_session).
+    streams_per_session: int = 16
+    # Calls in flight at once in one session -> 429. Demo clients run one or two.
+    max_calls_per_session: int = 8
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(SESSION_ID_BYTES)
+
+
+@dataclass(eq=False)
+class Session:
+    id: str
+    protocol_version: str
+    store: EventStore
+    last_active: float
+    log_level: str = DEFAULT_LOG_LEVEL
+    initialized: bool = False  # notifications/initialized arrived
+    closed: bool = False
+    readers: int = 0  # connections reading one of its streams right now
+    calls: dict[RequestId, trio.CancelScope] = field(default_factory=dict)
+    cancelled: list[RequestId] = field(default_factory=list)  # by notifications/cancelled
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.readers or self.calls)
+
+    def wants(self, level: str) -> bool:
+        """Whether a log message at ``level`` passes the client's logging/setLevel."""
+        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.log_level)
+
+    def cancel(self, request_id: RequestId) -> bool:
+        """Stop the call ``request_id`` (cancellation.mdx); False if none is running."""
+        scope = self.calls.get(request_id)
+        if scope is None:
+            return False
+        self.cancelled.append(request_id)
+        scope.cancel()
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        for scope in self.calls.values():
+            scope.cancel()
+        self.store.close_all()
+
+
+class SessionsFull(Exception):
+    """Every session slot is taken by a session that is busy."""
+
+
+class SessionTable:
+    """The sessions of one endpoint, bounded, least recently used first."""
+
+    def __init__(self, limits: McpLimits) -> None:
+        self.limits = limits
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self.expired = 0  # sessions ended by idle expiry, for tests and notebooks
+        self.evicted = 0  # sessions ended to make room
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _expired(self, session: Session, now: float) -> bool:
+        return not session.busy and now - session.last_active > self.limits.session_idle_timeout
+
+    def create(self, protocol_version: str) -> Session:
+        now = trio.current_time()
+        for session in [s for s in self._sessions.values() if self._expired(s, now)]:
+            self._end(session)
+            self.expired += 1
+        if len(self._sessions) >= self.limits.max_sessions:
+            idle = next((s for s in self._sessions.values() if not s.busy), None)
+            if idle is None:
+                raise SessionsFull
+            log.info("MCP session table full: evicting the least recently used idle session")
+            self._end(idle)
+            self.evicted += 1
+        session = Session(
+            id=new_session_id(),
+            protocol_version=protocol_version,
+            store=EventStore(
+                events_per_stream=self.limits.events_per_stream,
+                max_streams=self.limits.streams_per_session,
+            ),
+            last_active=now,
+        )
+        self._sessions[session.id] = session
+        return session
+
+    def lookup(self, session_id: str) -> Session | None:
+        """The live session with this id (and mark it used), or None."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        now = trio.current_time()
+        if self._expired(session, now):
+            self._end(session)
+            self.expired += 1
+            return None
+        session.last_active = now
+        self._sessions.move_to_end(session_id)
+        return session
+
+    def end(self, session_id: str) -> bool:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return False
+        self._end(session)
+        return True
+
+    def _end(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        session.close()
+
+    def close_all(self) -> None:
+        for session in list(self._sessions.values()):
+            self._end(session)
+
+
+class TaskHost:
+    """A nursery for work that must outlive the HTTP request that started it.
+
+    A 2025-11-25 tool call keeps running when the connection carrying its stream drops,
+    so that a client can resume the stream; but the servers cancel a handler whose client
+    went away. The call therefore runs here: in a nursery held by a trio *system task*,
+    which lives until the trio run ends (and is cancelled then). A task that fails is
+    logged; it must not crash the run.
+    """
+
+    def __init__(self) -> None:
+        self._nursery: trio.Nursery | None = None
+        self._ready: trio.Event | None = None
+
+    async def start_soon(self, fn: Callable[[], Awaitable[Any]], name: str) -> None:
+        if self._ready is None:
+            self._ready = trio.Event()
+            trio.lowlevel.spawn_system_task(self._host, name="lab.mcp task host")
+        await self._ready.wait()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._guarded, fn, name, name=name)
+
+    async def _host(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            assert self._ready is not None
+            self._ready.set()
+            await trio.sleep_forever()
+
+    @staticmethod
+    async def _guarded(fn: Callable[[], Awaitable[Any]], name: str) -> None:
+        try:
+            await fn()
+        except Exception:
+            log.exception("MCP background task %s failed", name)
