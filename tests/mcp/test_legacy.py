@@ -285,8 +285,9 @@ def test_the_streaming_tool_answers_with_sse_progress_then_its_result() -> None:
             assert stream.response.header("x-accel-buffering") == "no"
             await stream.read()
         assert stream.ended
-        # The priming event first: an id and empty data.
-        assert stream.response.body.startswith(b"id: 1-0\ndata:\n\n")
+        # The priming event first: an id, the reconnection time and empty data.
+        assert stream.response.body.startswith(b"id: 1-0\nretry: 1000\ndata:\n\n")
+        assert stream.decoder.retry == 1000
         assert [e.last_event_id for e in stream.events] == [f"1-{i}" for i in range(7)]
         *progress, result = stream.messages()
         words = tokens_for("hi", 5)

@@ -113,6 +113,7 @@ def test_get_and_delete_are_405(method: str, headers: list[tuple[str, str]]) -> 
         (modern_headers("tools/list", "fail"), "Mcp-Method"),
         (modern_headers("tools/call"), "Mcp-Name"),
         (modern_headers("tools/call", "stream_tokens"), "Mcp-Name"),
+        ([*modern_headers("tools/call", "fail"), ("mcp-method", "tools/list")], "mcp-method"),
     ],
 )  # fmt: skip
 def test_headers_must_mirror_the_body(headers: list[tuple[str, str]], wrong: str) -> None:

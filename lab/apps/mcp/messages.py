@@ -24,7 +24,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 __all__ = [
     "DEFAULT_LEGACY_VERSION",
@@ -58,6 +58,7 @@ __all__ = [
     "decode_header_value",
     "dumps",
     "error_response",
+    "is_request_id",
     "notification",
     "parse_message",
     "result_response",
@@ -135,7 +136,7 @@ class Request:
     def progress_token(self) -> RequestId | None:
         """``_meta.progressToken`` if it is a string or an integer (progress.mdx)."""
         token = self.meta.get("progressToken")
-        return token if _is_id(token) else None
+        return token if is_request_id(token) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,7 @@ class Response:
 Message = Request | Notification | Response
 
 
-def _is_id(value: object) -> bool:
+def is_request_id(value: object) -> TypeGuard[RequestId]:
     # bool is an int in Python, and not an id in JSON.
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -186,10 +187,10 @@ def parse_message(body: bytes) -> Message:
             raise RpcError(INVALID_REQUEST, "Invalid Request: method must be a string")
         if "id" not in value:
             return Notification(method, params)
-        if not _is_id(value["id"]):
+        if not is_request_id(value["id"]):
             raise RpcError(INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
         return Request(value["id"], method, params)
-    if _is_id(value.get("id")) and ("result" in value) != ("error" in value):
+    if is_request_id(value.get("id")) and ("result" in value) != ("error" in value):
         return Response(value["id"], value)
     raise RpcError(
         INVALID_REQUEST, "Invalid Request: neither a request, a notification nor a response"

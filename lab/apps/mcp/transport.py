@@ -25,10 +25,10 @@ Legacy (2025-11-25): ``initialize`` creates a session (``Mcp-Session-Id`` on the
 every later request must carry the id (400 without, 404 for an unknown or ended one) and
 a supported ``MCP-Protocol-Version`` (absent: 2025-03-26 is assumed; unsupported: 400).
 Every SSE event has an id ``<stream>-<n>`` and the stream opens with a priming event (the
-id, empty data). Calls run outside the HTTP request, so a dropped connection does not
-cancel them; ``GET`` with ``Last-Event-ID`` resumes the cut stream. ``GET`` without it
-opens the session's notification stream (log messages), one reader at a time (409);
-``DELETE`` ends the session; ``notifications/cancelled`` stops a call.
+id, a ``retry`` field, empty data). Calls run outside the HTTP request, so a dropped
+connection does not cancel them; ``GET`` with ``Last-Event-ID`` resumes the cut stream.
+``GET`` without it opens the session's notification stream (log messages), one reader at
+a time (409); ``DELETE`` ends the session; ``notifications/cancelled`` stops a call.
 
 Modern (2026-07-28): no session, no handshake. Every request carries its version, client
 capabilities and (optionally) log level in ``_meta``, mirrored in headers that must agree
@@ -75,6 +75,7 @@ from lab.apps.mcp.messages import (
     decode_header_value,
     dumps,
     error_response,
+    is_request_id,
     notification,
     parse_message,
     result_response,
@@ -104,6 +105,9 @@ SSE: Final = "text/event-stream"
 # its own name (evil.example), which is what the Host check catches; any port is allowed
 # because the handler does not see which port the server is bound to.
 LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
+# The reconnection time sent in every priming event (`retry:`), in ms: the SDK's own
+# default; browsers wait about 3 s without one.
+RECONNECT_MS: Final = 1000
 # Seconds a client refused for a full session table is told to wait (Retry-After): about
 # how long a demo tool call runs, after which its session may be idle and evictable.
 SESSIONS_FULL_RETRY_AFTER: Final = 10
@@ -128,7 +132,7 @@ class _Reject(Exception):
     ) -> None:  # fmt: skip
         super().__init__(status, message)
         self.status = status
-        rid = request_id if isinstance(request_id, str | int) else None
+        rid = request_id if is_request_id(request_id) else None
         self.body = error_response(rid, code, message, data)
         self.headers = headers
 
@@ -192,8 +196,9 @@ def _media_types(header: str | None) -> set[str]:
     out: set[str] = set()
     for item in (header or "").split(","):
         media, *params = (p.strip() for p in item.split(";"))
-        if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
-            continue
+        weights = [p[2:].strip() for p in params if p.lower().startswith("q=")]
+        if weights and weights[0].replace(".", "", 1).isdigit() and float(weights[0]) == 0:
+            continue  # q=0: "not acceptable"
         out.add(media.lower())
     return out
 
@@ -275,9 +280,8 @@ class McpEndpoint:
 
     def _check_host(self, request: Request) -> None:
         host = (request.header("host") or "").strip().lower()
-        if _host_name(host) in LOCAL_HOSTS or host in self.allowed_hosts:
-            return
-        if _host_name(host) in self.allowed_hosts:
+        name = _host_name(host)
+        if name in LOCAL_HOSTS or name in self.allowed_hosts or host in self.allowed_hosts:
             return
         # RFC 9110 §15.5.20: 421 Misdirected Request, "not able to produce a response
         # for this combination of scheme and authority".
@@ -388,7 +392,7 @@ class McpEndpoint:
                 elif message.method == "notifications/cancelled":
                     # cancellation.mdx: unknown or finished ids are ignored.
                     rid = message.params.get("requestId")
-                    if isinstance(rid, str | int) and session.cancel(rid):
+                    if is_request_id(rid) and session.cancel(rid):
                         log.info("MCP call %r cancelled: %s", rid, message.params.get("reason"))
             await _reply(response, 202, None)
             return
@@ -489,8 +493,11 @@ class McpEndpoint:
         try:
             async with open_event_channel(response) as channel:
                 # The priming event (transports.mdx: an event id and empty data): where the
-                # client stands, so it can resume even if nothing else arrives.
-                await channel.put(encode_event("", id=event_id(stream.stream_id, after)))
+                # client stands, so it can resume even if nothing else arrives. Its retry
+                # field is the one transports.mdx asks for before the server closes a
+                # connection without ending the stream (the slow-reader cut-off does).
+                priming = event_id(stream.stream_id, after)
+                await channel.put(encode_event("", id=priming, retry=RECONNECT_MS))
                 cursor = after
                 while True:
                     events, gone = stream.since(cursor)
@@ -499,6 +506,7 @@ class McpEndpoint:
                         sid = stream.stream_id
                         gap = f"{event_id(sid, gone)}..{event_id(sid, first - 1)}"
                         await channel.put(encode_comment(f" events {gap} are no longer stored"))
+                        cursor = first - 1
                     for seq, data in events:
                         await channel.put(data)
                         cursor = seq
@@ -523,7 +531,14 @@ class McpEndpoint:
                           request_id=message.id)  # fmt: skip
         version = meta[META_PROTOCOL_VERSION]
         mismatch = None
-        if request.header(HEADER_PROTOCOL_VERSION) != version:
+        names = [name for name, _ in request.headers]
+        twice = [
+            h for h in (HEADER_PROTOCOL_VERSION, HEADER_METHOD, HEADER_NAME) if names.count(h) > 1
+        ]
+        if twice:
+            # A router reading the first copy and one reading the last would disagree.
+            mismatch = f"{twice[0]} (sent twice)"
+        elif request.header(HEADER_PROTOCOL_VERSION) != version:
             mismatch = "MCP-Protocol-Version"
         elif request.header(HEADER_METHOD) != message.method:
             mismatch = "Mcp-Method"
