@@ -6,6 +6,7 @@ import base64
 
 import pytest
 import trio
+import trio.testing
 
 from lab.apps.mcp.messages import (
     INVALID_REQUEST,
