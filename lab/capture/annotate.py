@@ -12,12 +12,19 @@ the decoder's error, and a message cut short by the end of the connection is mar
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from lab.capture.trace import EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Trace
 from lab.wire.errors import ProtocolError
+from lab.wire.h2frames import (
+    DEFAULT_HEADER_TABLE_SIZE,
+    DEFAULT_MAX_FRAME_SIZE,
+    SettingId,
+    SettingsFrame,
+)
 from lab.wire.h2messages import H2Decoder
 from lab.wire.http1 import MessageDecoder, RequestLine
 from lab.wire.segment import Nested, Segment
@@ -131,6 +138,47 @@ class _Direction:
             self.covered = max(self.covered, *ends)
 
 
+class _H2Settings:
+    """One side's SETTINGS, applied to the decoder of what the other side sends.
+
+    SETTINGS_HEADER_TABLE_SIZE caps the other side's HPACK table size updates and
+    SETTINGS_MAX_FRAME_SIZE its frames (RFC 9113 §6.5.2). A value binds the other side
+    once it has acknowledged it (§6.5.3), but it may act on it as soon as it has read it,
+    in the same send as its ACK; so the decoder allows the highest of the acknowledged
+    value and any announced since (a browser raises the table to 64 KiB, and the server's
+    next field block starts with a size update to that).
+    """
+
+    _IDS = (SettingId.HEADER_TABLE_SIZE, SettingId.MAX_FRAME_SIZE)
+
+    def __init__(self, other: H2Decoder) -> None:
+        self.other = other
+        self.acked: dict[int, int] = {
+            SettingId.HEADER_TABLE_SIZE: DEFAULT_HEADER_TABLE_SIZE,
+            SettingId.MAX_FRAME_SIZE: DEFAULT_MAX_FRAME_SIZE,
+        }
+        self.pending: deque[dict[int, int]] = deque()
+
+    def announced(self, frame: SettingsFrame) -> None:
+        if frame.problem is None:  # an invalid value is a connection error, not a limit
+            self.pending.append({s.id: s.value for s in frame.settings if s.id in self._IDS})
+            self._apply()
+
+    def acknowledged(self) -> None:
+        if self.pending:
+            self.acked.update(self.pending.popleft())
+            self._apply()
+
+    def _apply(self) -> None:
+        def allowed(setting: int) -> int:
+            return max([self.acked[setting], *(p[setting] for p in self.pending if setting in p)])
+
+        frames = self.other.frames
+        frames.max_frame_size = allowed(SettingId.MAX_FRAME_SIZE)
+        if frames.header_decoder is not None:
+            frames.header_decoder.max_table_size = allowed(SettingId.HEADER_TABLE_SIZE)
+
+
 def _decoders(conn: ConnectionTrace) -> tuple[_Decoder, _Decoder]:
     if conn.protocol.startswith("http/1"):
         return MessageDecoder("request"), MessageDecoder("response")
@@ -146,10 +194,21 @@ def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConne
         False: _Direction(to_client, len(conn.server_to_client())),
     }
     items: list[Annotated] = []
+    # Whose SETTINGS (True: the client's) bound which direction's decoder.
+    settings = (
+        {True: _H2Settings(to_client), False: _H2Settings(to_server)}
+        if isinstance(to_server, H2Decoder) and isinstance(to_client, H2Decoder)
+        else None
+    )
 
     def emit(from_client: bool, segs: list[Segment], i: int, t: float) -> None:
         for seg in segs:
             items.append(Annotated(from_client, seg, i, t))
+            if settings is not None and isinstance(seg, SettingsFrame):
+                if seg.ack:
+                    settings[not from_client].acknowledged()
+                else:
+                    settings[from_client].announced(seg)
             if (
                 from_client
                 and isinstance(seg, RequestLine)

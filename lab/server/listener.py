@@ -113,7 +113,7 @@ class Server:
                 await listener.aclose()
 
     async def wait_no_connections(self) -> None:
-        """Return once no connection is open (at once if none is)."""
+        """Return once no connection is open and every trace is written (at once if none is)."""
         await self._no_connections.wait()
 
     def shutdown(self) -> None:
@@ -181,18 +181,23 @@ class Server:
             elif initial is not None:
                 await serve_http1(conn_stream, self.app, self.limits, state, initial)
         finally:
-            self.connections.discard(state)
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await conn_stream.aclose()
-            if trace is not None and self.trace_dir is not None:
-                # Formatting a long trace takes a while: off the event loop, so that other
-                # connections do not stall; shielded, so that shutdown does not lose it.
-                path = self.trace_dir / f"{trace.name}.trace"
-                self.trace_dir.mkdir(parents=True, exist_ok=True)
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(trace.save, path)
-            if not self.connections:
-                self._no_connections.set()
+            try:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await conn_stream.aclose()
+                if trace is not None and self.trace_dir is not None:
+                    # Formatting a long trace takes a while: off the event loop, so that
+                    # other connections do not stall; shielded, so that shutdown does not
+                    # lose it.
+                    path = self.trace_dir / f"{trace.name}.trace"
+                    self.trace_dir.mkdir(parents=True, exist_ok=True)
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(trace.save, path)
+            finally:
+                # Only once the trace is written: wait_no_connections() then means every
+                # connection's trace is on disk (another connection may finish first).
+                self.connections.discard(state)
+                if not self.connections:
+                    self._no_connections.set()
 
 
 def _address(address: object) -> tuple[str, int]:
