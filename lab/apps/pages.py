@@ -18,6 +18,12 @@ shows it. Plain JavaScript, no build step, nothing loaded from anywhere else; th
   ``Accept: text/event-stream`` and reads the body with ``response.body.getReader()``,
   recording each read (time, size, text), as a chat front end does: EventSource can only
   GET, with no body and no headers of its own.
+- ``many.html?count=N&src=<url-encoded path>`` opens N EventSources at once, each to
+  ``src`` with ``{i}`` replaced by its index (0..N-1), and records for each when it was
+  created, when it opened, when its first message came, and how many messages and
+  errors it saw (``window.lab.sources``; the EventSource objects are
+  ``window.labSources``, for live ``readyState``). It shows the browser's connection
+  limits: over HTTP/1.1 only a few streams per host are open at once, over HTTP/2 all.
 """
 
 from __future__ import annotations
@@ -167,9 +173,81 @@ main()
 </html>
 """
 
+_MANY_HTML: Final = """\
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>streamlab: many EventSources</title>
+<link rel="icon" href="data:,">
+<style>body { font: 14px/1.4 monospace; margin: 1em; } pre { white-space: pre-wrap; }</style>
+</head>
+<body>
+<h1>Many EventSources</h1>
+<p><code id="count"></code> &times; new EventSource(<code id="src"></code>)</p>
+<pre id="log"></pre>
+<script>
+"use strict";
+const STATES = ["CONNECTING", "OPEN", "CLOSED"];
+// At most this many sources: enough to go well past any per-host connection cap, few
+// enough that a typo in count cannot make the page open thousands of requests.
+const MAX_SOURCES = 100;
+const query = new URLSearchParams(location.search);
+const count = Math.max(1, Math.min(MAX_SOURCES, Number(query.get("count")) || 10));
+const src = query.get("src") || "/events?n=3&stream=many-{i}";
+const t0 = performance.now();
+// window.lab holds only plain data; one entry per source, in the order they were made.
+const lab = window.lab = {count: count, src: src, sources: []};
+const sources = window.labSources = [];
+const logLines = document.getElementById("log");
+document.getElementById("count").textContent = String(count);
+document.getElementById("src").textContent = src;
+
+function now() { return Math.round((performance.now() - t0) * 10) / 10; }
+
+function show(entry, what) {
+  logLines.textContent +=
+    `${now()} ms  #${entry.index}  ${what}  readyState ${STATES[entry.readyState]}\\n`;
+}
+
+for (let i = 0; i < count; i++) {
+  const url = src.replaceAll("{i}", String(i));
+  const entry = {
+    index: i, url: url, created: now(), opened: null, firstEvent: null,
+    opens: 0, events: 0, errors: 0, readyState: 0,
+  };
+  lab.sources.push(entry);
+  const source = new EventSource(url);
+  sources.push(source);
+  source.addEventListener("open", () => {
+    entry.opens += 1;
+    entry.readyState = source.readyState;
+    if (entry.opened === null) entry.opened = now();
+    show(entry, "open");
+  });
+  source.addEventListener("message", (e) => {
+    entry.events += 1;
+    entry.readyState = source.readyState;
+    if (entry.firstEvent === null) {
+      entry.firstEvent = now();
+      show(entry, `first message, lastEventId ${JSON.stringify(e.lastEventId)}`);
+    }
+  });
+  source.addEventListener("error", () => {
+    entry.errors += 1;
+    entry.readyState = source.readyState;
+    show(entry, "error");
+  });
+}
+</script>
+</body>
+</html>
+"""
+
 PAGES: Final[dict[str, str]] = {
     "eventsource.html": _EVENTSOURCE_HTML,
     "fetchstream.html": _FETCHSTREAM_HTML,
+    "many.html": _MANY_HTML,
 }
 
 

@@ -73,6 +73,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "HTML page: fetch() POST /chat as SSE, read with a ReadableStream reader",
     ),
     Endpoint(
+        ("GET",), "/pages/many.html", pages.page,
+        "/pages/many.html?count=10&src=%2Fevents%3Fn%3D3%26stream%3Dmany-%7Bi%7D",
+        "HTML page: count EventSources at once; when each opened and got its first event",
+    ),
+    Endpoint(
         ("POST", "GET", "DELETE"), "/mcp", mcp.endpoint, "/mcp",
         "MCP Streamable HTTP, revisions 2025-11-25 (sessions, resumable SSE) and "
         "2026-07-28 (stateless); tools stream_tokens and fail",
