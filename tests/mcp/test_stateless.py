@@ -184,6 +184,32 @@ def test_removed_and_unknown_methods_are_404() -> None:
     _lab(check)
 
 
+def test_initialize_under_a_modern_header_is_a_removed_method() -> None:
+    # The official conformance suite's server-stateless scenario sends exactly this. It
+    # used to get 400/-32600 ("2026-07-28 clients send no responses") and no session.
+    endpoint = McpEndpoint()
+
+    async def check(server: Server) -> None:
+        params = {
+            "protocolVersion": MODERN, "capabilities": {}, "clientInfo": {"name": "t"},
+            "_meta": modern_meta(),
+        }  # fmt: skip
+        body = rpc("initialize", params, 5)
+        response = await post(server.port, body, modern_headers("initialize"))
+        assert response.status == 404
+        assert response.header("mcp-session-id") is None
+        error = body_json(response)
+        assert (error["id"], error["error"]["code"]) == (5, -32601)
+        # Without the modern header, initialize is still the 2025-11-25 handshake, even
+        # from a client that puts a 2026-07-28 envelope in _meta.
+        legacy = await post(server.port, rpc("initialize", params, 6))
+        assert legacy.status == 200
+        assert legacy.header("mcp-session-id") is not None
+        assert len(endpoint.sessions) == 1
+
+    _lab(check, endpoint)
+
+
 def test_session_ids_are_ignored_and_notifications_get_202() -> None:
     async def check(server: Server) -> None:
         headers = [*modern_headers("tools/list"), ("mcp-session-id", "stale")]

@@ -6,12 +6,14 @@ the client speaks decides the rest:
 
 1. ``Host`` must name this server (DNS rebinding) -> 421;
 2. ``Origin``, when present, must be allowed (transports.mdx §"Security Warning") -> 403;
-3. the revision. A POST is *modern* (2026-07-28) when it is a request carrying
-   ``_meta["io.modelcontextprotocol/protocolVersion"]`` or its ``MCP-Protocol-Version``
-   header names a modern revision; ``initialize`` and everything else is *legacy*
-   (2025-11-25 and the earlier handshake revisions). A GET or DELETE is legacy when it
-   carries ``Mcp-Session-Id`` or a legacy ``MCP-Protocol-Version``; otherwise it is
-   modern, and 2026-07-28 has no GET or DELETE: 405.
+3. the revision. A POST is *modern* (2026-07-28) when its ``MCP-Protocol-Version``
+   header names a modern revision, or when it is a request other than ``initialize``
+   carrying ``_meta["io.modelcontextprotocol/protocolVersion"]``; everything else is
+   *legacy* (2025-11-25 and the earlier handshake revisions). So ``initialize`` under a
+   2026-07-28 header gets that revision's answer for a removed method (-32601, 404). A
+   GET or DELETE is legacy when it carries ``Mcp-Session-Id`` or a legacy
+   ``MCP-Protocol-Version``; otherwise it is modern, and 2026-07-28 has no GET or
+   DELETE: 405.
 
 POST, both revisions: ``Content-Type`` must be ``application/json`` (415); ``Accept`` must
 list both ``application/json`` and ``text/event-stream`` (406; listed explicitly, as the
@@ -333,10 +335,9 @@ class McpEndpoint:
     async def _post(self, state: _RunState, request: Request, response: ResponseStream) -> None:
         message = self._read_message(request)
         header_version = request.header(HEADER_PROTOCOL_VERSION)
-        if (
-            isinstance(message, RpcRequest)
-            and message.method != "initialize"
-            and (META_PROTOCOL_VERSION in message.meta or header_version in MODERN_VERSIONS)
+        if isinstance(message, RpcRequest) and (
+            header_version in MODERN_VERSIONS
+            or (message.method != "initialize" and META_PROTOCOL_VERSION in message.meta)
         ):
             await self._modern_request(state, request, message, response)
         elif header_version in MODERN_VERSIONS:
