@@ -17,12 +17,20 @@ What differs between two honest runs, and what :func:`normalize` does about it:
   port too; it becomes :data:`SERVER_PORT`, zero-padded to the same number of digits
   (``Host: 127.0.0.1:08080``) so that, again, no offset moves. Linux picks ephemeral ports
   from 32768-60999, always five digits, so the result does not depend on the run.
+- **the MCP session id**: the value of an ``Mcp-Session-Id`` field (a 2025-11-25 MCP
+  server assigns it on the initialize response; the client sends it back on every later
+  request) is random by design, since it must be unguessable, so no scenario can make it
+  repeat. A value of visible ASCII characters (0x21-0x7E, the only ones the MCP spec
+  allows) becomes :data:`SESSION_ID_FILL` repeated to the same length, so no offset moves.
+  What the comparison no longer sees is whether the id a client sends back is the one it
+  was given; the MCP tests check that.
 
 Hosts, the bytes themselves and the order of records across directions are kept: if those
 differ, the scenario is not reproducible, and the comparison should say so. In HTTP/2 the
 server's authority is rewritten where it is a plain HPACK literal (the lab's client writes
 it so); a Huffman-coded date or authority is not reached, which is why scenario servers
-send a fixed Date.
+send a fixed Date. A session id inside an HPACK header block is not reached either: the
+MCP scenarios speak HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -34,7 +42,14 @@ from typing import Final
 from lab.capture.fileformat import dumps
 from lab.capture.trace import RECV, SEND, ConnectionTrace, Record, Trace
 
-__all__ = ["CLIENT_PORT", "PLACEHOLDER_DATE", "SERVER_PORT", "normalize", "normalized_text"]
+__all__ = [
+    "CLIENT_PORT",
+    "PLACEHOLDER_DATE",
+    "SERVER_PORT",
+    "SESSION_ID_FILL",
+    "normalize",
+    "normalized_text",
+]
 
 CLIENT_PORT: Final = 0  # no real client uses port 0, so a normalised port cannot be mistaken
 # The `lab serve` default, and in Wireshark's list of HTTP ports, so a normalised trace
@@ -50,6 +65,19 @@ _DATE_FIELD: Final = re.compile(
     rb"[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
 )
 _DATE_REPLACEMENT: Final = rb"\g<1>" + PLACEHOLDER_DATE
+# What an MCP session id's every character becomes: not in secrets.token_urlsafe's
+# alphabet ([A-Za-z0-9_-]), so a placeholder is never mistaken for a real id.
+SESSION_ID_FILL: Final = b"*"
+# An Mcp-Session-Id field at the start of a line (MCP 2025-11-25, transports.mdx, "Session
+# Management"; the name is case-insensitive): its whole value, visible ASCII only, up to
+# optional whitespace and the line end.
+_SESSION_ID_FIELD: Final = re.compile(
+    rb"(?:^|(?<=\n))((?i:mcp-session-id):[ \t]*)([\x21-\x7e]+)(?=[ \t]*\r?\n)"
+)
+
+
+def _fill_session_id(match: re.Match[bytes]) -> bytes:
+    return match[1] + SESSION_ID_FILL * len(match[2])
 
 
 def normalize(trace: Trace) -> Trace:
@@ -102,7 +130,8 @@ def _normalize_connection(conn: ConnectionTrace) -> ConnectionTrace:
 
     def flush() -> None:
         if pending:
-            data = rewrite_host(_DATE_FIELD.sub(_DATE_REPLACEMENT, b"".join(pending)))
+            data = _DATE_FIELD.sub(_DATE_REPLACEMENT, b"".join(pending))
+            data = rewrite_host(_SESSION_ID_FIELD.sub(_fill_session_id, data))
             records.append(Record(0.0, pending_kind, data))
             pending.clear()
 
