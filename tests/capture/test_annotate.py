@@ -12,7 +12,14 @@ from lab.capture.trace import CONNECT, EOF, RECV, SEND, ConnectionTrace, Record,
 from lab.scenarios import SCENARIOS, run_scenarios
 
 # Scenarios whose client hangs up while the server is still sending.
-HANGS_UP = {"client-abort", "sse-events", "sse-multiline", "sse-heartbeat"}
+HANGS_UP = {
+    "client-abort",
+    "sse-events",
+    "sse-multiline",
+    "sse-heartbeat",
+    "mcp-get-stream",
+    "mcp-resume",
+}
 
 
 @pytest.fixture(scope="module")
