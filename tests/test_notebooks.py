@@ -90,6 +90,21 @@ EXPECTED_OUTPUT: Final = {
         "RST_STREAM stream 5: REFUSED_STREAM (0x7)",
         "on the same connection: status 200",  # the refused request, retried
     ],
+    "07_mcp_streamable_http": [
+        "HTTP/1.1 202 Accepted",  # notifications/initialized
+        "characters, all visible ASCII (0x21-0x7E): True",  # the session id
+        "(the one assigned)",  # the session id, sent back on a later request
+        "priming event: an id and empty data",
+        "last chunk: the response, and the stream, end",
+        "the result text is the progress messages joined: True",
+        "resuming request:   GET /mcp with last-event-id: ",
+        "events the cut connection had come again: none",
+        "= the replay, byte for byte: True",
+        "message cut short",  # the sequence view of the cut connection
+        "*events with an id",  # the side-by-side table: a row that differs
+        "the tool's output is the same under both revisions: True",
+        "then ping with the same id: 404 Not Found",
+    ],
 }
 
 
