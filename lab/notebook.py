@@ -88,6 +88,24 @@ class ServerHandle:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` run in the server's own trio thread (to read or change its state)."""
+        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+
+    def call_async(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(*args)`` run in the server's own trio thread."""
+        return trio.from_thread.run(fn, *args, trio_token=self._token)
+
+    def wait_no_connections(self, timeout: float = RUN_TIMEOUT) -> None:
+        """Return once no connection is open and every connection's trace is written;
+        TooSlowError after ``timeout`` seconds."""
+
+        async def idle() -> None:
+            with trio.fail_after(timeout):
+                await self.server.wait_no_connections()
+
+        self.call_async(idle)
+
 
 @dataclass(eq=False, slots=True)
 class _Startup:

@@ -12,25 +12,24 @@ traces read back with the lab's decoders). ``pytest -s`` prints the numbers.
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlencode
 
 import pytest
-import trio
 
 from lab.capture.annotate import AnnotatedConnection, Unparsed, annotate
 from lab.capture.fileformat import load
-from lab.server import Server, serve_tcp
+from lab.notebook import ServerHandle
+from lab.server import Server
 from lab.server.tls import TLSConfig, make_tls
 from lab.wire.h2frames import HeadersFrame
 from lab.wire.http1 import RequestLine
 from tests.interop.browser import CHROMIUM_ARGS, LAUNCH_TIMEOUT_MS, WAIT_MS, open_page
+from tests.serverthread import server_in_thread
 from tests.tools import require_tool
 
 if TYPE_CHECKING:
@@ -70,13 +69,16 @@ ENDED: Final = "window.lab.sources.filter(s => s.errors > 0).length"
 
 @dataclass(eq=False)
 class LabServer:
-    server: Server
-    token: trio.lowlevel.TrioToken
+    handle: ServerHandle
     trace_dir: Path
 
     @property
+    def server(self) -> Server:
+        return self.handle.server
+
+    @property
     def url(self) -> str:
-        return self.server.url
+        return self.handle.url
 
     def connections(self) -> tuple[int, int]:
         """(open now, accepted so far), read in the server's own thread."""
@@ -84,41 +86,19 @@ class LabServer:
         def count() -> tuple[int, int]:
             return len(self.server.connections), self.server.accepted
 
-        return trio.from_thread.run_sync(count, trio_token=self.token)
+        return self.handle.call(count)
 
     def connection_traces(self) -> list[AnnotatedConnection]:
         """One per connection, annotated, once every connection has closed (bounded wait)."""
-
-        async def idle() -> None:
-            with trio.fail_after(SERVER_WAIT):
-                await self.server.wait_no_connections()
-
-        trio.from_thread.run(idle, trio_token=self.token)
+        self.handle.wait_no_connections(SERVER_WAIT)
         paths = sorted(self.trace_dir.glob("conn-*.trace"))
         return [ac for p in paths for ac in annotate(load(p))]
 
 
 @contextmanager
 def running_server(trace_dir: Path, tls: TLSConfig | None = None) -> Iterator[LabServer]:
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            serve = functools.partial(serve_tcp, trace_dir=trace_dir, tls=tls)
-            box["server"] = await nursery.start(serve)
-            box["token"] = trio.lowlevel.current_trio_token()
-            ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
-    thread.start()
-    assert ready.wait(SERVER_WAIT), "lab server did not start"
-    try:
-        yield LabServer(box["server"], box["token"], trace_dir)
-    finally:
-        trio.from_thread.run_sync(box["server"].shutdown, trio_token=box["token"])
-        thread.join(SERVER_WAIT)
-        assert not thread.is_alive()
+    with server_in_thread(trace_dir=trace_dir, tls=tls) as handle:
+        yield LabServer(handle, trace_dir)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,9 @@ from lab.apps.tokens import tokens_for
 from lab.capture.annotate import annotate
 from lab.capture.store import write_capture
 from lab.scenarios import get, run_scenario
-from lab.server import Server, serve_tcp
+from lab.server import Server
 from lab.wire.chunked import ChunkSize, LastChunk
+from tests.serverthread import server_in_thread
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.interop
@@ -29,25 +29,8 @@ TOOL_TIMEOUT = 60
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     """A lab server in a background thread, so that blocking peers can talk to it."""
-    ready = threading.Event()
-    box: dict[str, object] = {}
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            srv = await nursery.start(serve_tcp)
-            box["server"] = srv
-            box["token"] = trio.lowlevel.current_trio_token()
-            ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
-    thread.start()
-    assert ready.wait(10), "lab server did not start"
-    srv = box["server"]
-    assert isinstance(srv, Server)
-    yield srv
-    trio.from_thread.run_sync(srv.shutdown, trio_token=box["token"])  # type: ignore[arg-type]
-    thread.join(10)
-    assert not thread.is_alive()
+    with server_in_thread() as handle:
+        yield handle.server
 
 
 def test_curl_raw_shows_the_labs_chunk_framing(server: Server) -> None:

@@ -8,18 +8,16 @@ lab's frame decoder: what the server sent is what the peer received, frame for f
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import ssl
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import pytest
@@ -30,10 +28,12 @@ from lab.capture.annotate import AnnotatedConnection, Unparsed, annotate
 from lab.capture.fileformat import load
 from lab.capture.store import write_capture
 from lab.capture.trace import RECV, SEND
+from lab.notebook import ServerHandle
 from lab.scenarios import get, run_scenario
-from lab.server import Server, serve_tcp
+from lab.server import Server
 from lab.server.tls import TLSConfig, make_tls
 from lab.wire.h2frames import Frame, FrameType, HeadersFrame, Representation
+from tests.serverthread import server_in_thread
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.interop
@@ -49,22 +49,20 @@ SERVER_WAIT: Final = 10.0
 
 @dataclass(eq=False)
 class LabServer:
-    server: Server
-    token: trio.lowlevel.TrioToken
+    handle: ServerHandle
     trace_dir: Path | None
 
     @property
+    def server(self) -> Server:
+        return self.handle.server
+
+    @property
     def url(self) -> str:
-        return self.server.url
+        return self.handle.url
 
     def traces(self) -> list[Path]:
         """The server's traces, once every connection has closed (bounded wait)."""
-
-        async def idle() -> None:
-            with trio.fail_after(SERVER_WAIT):
-                await self.server.wait_no_connections()
-
-        trio.from_thread.run(idle, trio_token=self.token)
+        self.handle.wait_no_connections(SERVER_WAIT)
         assert self.trace_dir is not None
         return sorted(self.trace_dir.glob("conn-*.trace"))
 
@@ -74,25 +72,8 @@ def running_server(
     *, trace_dir: Path | None = None, tls: TLSConfig | None = None
 ) -> Iterator[LabServer]:
     """The lab's default app on 127.0.0.1, a free port, in a thread of its own."""
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            serve = functools.partial(serve_tcp, trace_dir=trace_dir, tls=tls)
-            box["server"] = await nursery.start(serve)
-            box["token"] = trio.lowlevel.current_trio_token()
-            ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
-    thread.start()
-    assert ready.wait(SERVER_WAIT), "lab server did not start"
-    try:
-        yield LabServer(box["server"], box["token"], trace_dir)
-    finally:
-        trio.from_thread.run_sync(box["server"].shutdown, trio_token=box["token"])
-        thread.join(SERVER_WAIT)
-        assert not thread.is_alive()
+    with server_in_thread(trace_dir=trace_dir, tls=tls) as handle:
+        yield LabServer(handle, trace_dir)
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -29,11 +28,13 @@ from lab.apps import Request, ResponseStream, app
 from lab.apps.tokens import DONE, tokens_for
 from lab.capture import Trace, annotate, load
 from lab.client.sse import event_source
-from lab.server import Server, serve_tcp
+from lab.notebook import ServerHandle
+from lab.server import Server
 from lab.wire.http1 import HeaderField, RequestLine, StatusLine
 from lab.wire.segment import Nested
 from lab.wire.sse import Dispatch, Event, parse
 from tests.interop.browser import WAIT_MS, launch_chromium, open_page
+from tests.serverthread import server_in_thread
 from tests.tools import require_tool
 
 if TYPE_CHECKING:
@@ -58,26 +59,24 @@ QUIET_MS = 10 * RETRY_MS
 class LabServer:
     """A running lab server, the requests its app saw, and the dir of its traces."""
 
-    server: Server
-    token: trio.lowlevel.TrioToken
+    handle: ServerHandle
     trace_dir: Path
     requests: list[Request] = field(default_factory=list)  # appended by the server thread
 
     @property
+    def server(self) -> Server:
+        return self.handle.server
+
+    @property
     def url(self) -> str:
-        return self.server.url
+        return self.handle.url
 
     def requests_to(self, path: str, needle: str = "") -> list[Request]:
         return [r for r in list(self.requests) if r.path == path and needle in r.target]
 
     def wait_idle(self) -> None:
         """Wait (bounded) until every connection has closed and its trace is written."""
-
-        async def idle() -> None:
-            with trio.fail_after(WAIT_MS / 1000):
-                await self.server.wait_no_connections()
-
-        trio.from_thread.run(idle, trio_token=self.token)
+        self.handle.wait_no_connections(WAIT_MS / 1000)
 
     def exchanges(self) -> list[Exchange]:
         """Every request/response the traces hold, in connection order."""
@@ -121,28 +120,14 @@ def _exchanges(number: int, trace: Trace) -> list[Exchange]:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[LabServer]:
     """A lab server of its own for each test, so that counts and traces are the test's."""
-    ready = threading.Event()
     seen: list[Request] = []
-    box: dict[str, Any] = {}
 
     async def recording_app(request: Request, response: ResponseStream) -> None:
         seen.append(request)
         await app(request, response)
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            serve = functools.partial(serve_tcp, recording_app, 0, trace_dir=tmp_path)
-            box["server"] = await nursery.start(serve)
-            box["token"] = trio.lowlevel.current_trio_token()
-            ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
-    thread.start()
-    assert ready.wait(10), "lab server did not start"
-    yield LabServer(box["server"], box["token"], tmp_path, seen)
-    trio.from_thread.run_sync(box["server"].shutdown, trio_token=box["token"])
-    thread.join(10)
-    assert not thread.is_alive()
+    with server_in_thread(app=recording_app, trace_dir=tmp_path) as handle:
+        yield LabServer(handle, tmp_path, seen)
 
 
 @pytest.fixture(scope="module")

@@ -19,20 +19,17 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from lab.apps import Request, ResponseStream
-from lab.server import serve_tcp
+from tests.serverthread import server_in_thread
 
 __all__ = ["Results", "install", "run", "serve_in_thread", "serve_lab"]
 
@@ -212,22 +209,5 @@ def serve_in_thread(app: App) -> Iterator[str]:
     """``app`` on 127.0.0.1 in a background thread (its own trio run); yields its URL.
 
     For a run that needs the server in this process (a test that changes its state)."""
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            box["server"] = await nursery.start(partial(serve_tcp, app, 0))
-            box["token"] = trio.lowlevel.current_trio_token()
-            ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
-    thread.start()
-    if not ready.wait(START_TIMEOUT):
-        pytest.fail("the lab server thread did not start")
-    try:
-        yield str(box["server"].url)
-    finally:
-        trio.from_thread.run_sync(box["server"].shutdown, trio_token=box["token"])
-        thread.join(START_TIMEOUT)
-        assert not thread.is_alive(), "the lab server thread did not stop"
+    with server_in_thread(app=app) as handle:
+        yield handle.url

@@ -13,20 +13,18 @@ with Last-Event-ID) without losing or repeating a progress notification.
 from __future__ import annotations
 
 import asyncio
-import functools
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pytest
-import trio
 
 from lab.apps import AbortResponse, Request, ResponseStream
 from lab.apps.interface import Headers
 from lab.apps.mcp import McpEndpoint
 from lab.apps.tokens import tokens_for
-from lab.server import Server, serve_tcp
+from lab.notebook import ServerHandle
+from tests.serverthread import server_in_thread
 
 pytestmark = pytest.mark.interop
 
@@ -65,26 +63,23 @@ class _CutAfter:
 
 @dataclass(eq=False)
 class Running:
-    server: Server
-    token: trio.lowlevel.TrioToken
+    handle: ServerHandle
     endpoint: McpEndpoint
     requests: list[Request]
 
     @property
     def url(self) -> str:
-        return f"{self.server.url}/mcp"
+        return f"{self.handle.url}/mcp"
 
     def on_server(self, fn: Any) -> Any:
         """``fn()`` run in the server's trio thread (its per-run state lives there)."""
-        return trio.from_thread.run_sync(fn, trio_token=self.token)
+        return self.handle.call(fn)
 
 
 @pytest.fixture
 def lab() -> Iterator[Running]:
-    ready = threading.Event()
     endpoint = McpEndpoint()
     seen: list[Request] = []
-    box: dict[str, Any] = {}
 
     async def app(request: Request, response: ResponseStream) -> None:
         seen.append(request)
@@ -94,19 +89,8 @@ def lab() -> Iterator[Running]:
             return
         await endpoint(request, response)
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            box["server"] = await nursery.start(functools.partial(serve_tcp, app, 0))
-            box["token"] = trio.lowlevel.current_trio_token()
-            ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
-    thread.start()
-    assert ready.wait(10), "lab server did not start"
-    yield Running(box["server"], box["token"], endpoint, seen)
-    trio.from_thread.run_sync(box["server"].shutdown, trio_token=box["token"])
-    thread.join(10)
-    assert not thread.is_alive()
+    with server_in_thread(app=app) as handle:
+        yield Running(handle, endpoint, seen)
 
 
 Mode = Literal["legacy", "auto"]
