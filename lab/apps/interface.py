@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["AbortResponse", "HTTPError", "Handler", "Request", "ResponseStream", "make_request"]
+__all__ = [
+    "AbortResponse",
+    "HTTPError",
+    "Handler",
+    "Request",
+    "ResponseStream",
+    "make_request",
+    "send_text",
+]
 
 Headers = Sequence[tuple[str, str]]
 
@@ -70,6 +78,23 @@ class ResponseStream(Protocol):
 
 
 Handler = Callable[[Request, ResponseStream], Awaitable[None]]
+
+
+async def send_text(
+    response: ResponseStream, status: int, text: str, headers: Headers = ()
+) -> None:
+    """A whole text/plain response with Content-Length: error messages, the index."""
+    body = text.encode("utf-8")
+    await response.start(
+        status,
+        [
+            ("content-type", "text/plain; charset=utf-8"),
+            ("content-length", str(len(body))),
+            *headers,
+        ],
+    )
+    await response.send(body)
+    await response.end()
 
 
 class HTTPError(Exception):

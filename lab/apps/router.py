@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.apps import endpoints, mcp, pages, sse
-from lab.apps.interface import Handler, HTTPError, Request, ResponseStream
+from lab.apps.interface import Handler, HTTPError, Request, ResponseStream, send_text
 
 __all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
 
@@ -24,12 +24,7 @@ class Endpoint:
 
 
 async def _index(request: Request, response: ResponseStream) -> None:
-    body = index_text().encode("utf-8")
-    await response.start(
-        200, [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body)))]
-    )
-    await response.send(body)
-    await response.end()
+    await send_text(response, 200, index_text())
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (

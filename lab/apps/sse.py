@@ -21,7 +21,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import trio
@@ -89,7 +89,6 @@ class EventChannel:
 
     _send: trio.MemorySendChannel[bytes]
     queued_high_water: int = 0  # the fullest the queue got, for tests and notebooks
-    _stats: trio.MemoryReceiveChannel[bytes] | None = field(default=None, repr=False)
 
     async def put(self, data: bytes) -> None:
         """Queue one encoded event. If the queue is full, wait at most QUEUE_FULL_GRACE
@@ -104,10 +103,8 @@ class EventChannel:
             raise AbortResponse(
                 f"client too slow: {size} events queued and unsent for {QUEUE_FULL_GRACE} s"
             ) from None
-        if self._stats is not None:
-            self.queued_high_water = max(
-                self.queued_high_water, self._stats.statistics().current_buffer_used
-            )
+        used = self._send.statistics().current_buffer_used
+        self.queued_high_water = max(self.queued_high_water, used)
 
 
 async def _sender(
@@ -141,7 +138,7 @@ async def open_event_channel(
     """
     await response.start(200, [*SSE_HEADERS, *headers])
     send, receive = trio.open_memory_channel[bytes](queue_size)
-    channel = EventChannel(send, _stats=receive)
+    channel = EventChannel(send)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sender, response, receive, heartbeat_ms / 1000)

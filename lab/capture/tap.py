@@ -61,7 +61,13 @@ from lab.capture.trace import (
     Trace,
 )
 
-__all__ = ["DEFAULT_PROTOCOL", "Recorder", "TappedStream", "tap_socket_stream"]
+__all__ = [
+    "DEFAULT_PROTOCOL",
+    "Recorder",
+    "TappedStream",
+    "socket_addresses",
+    "tap_socket_stream",
+]
 
 DEFAULT_PROTOCOL: Final = "http/1.1"
 
@@ -141,7 +147,8 @@ class TappedStream(trio.abc.HalfCloseableStream):
         await self.stream.aclose()
 
 
-def _addresses(stream: trio.SocketStream) -> tuple[tuple[str, int], tuple[str, int]]:
+def socket_addresses(stream: trio.SocketStream) -> tuple[tuple[str, int], tuple[str, int]]:
+    """(local, peer) of a socket stream, as a trace records them."""
     return _address(stream.socket.getsockname()), _address(stream.socket.getpeername())
 
 
@@ -218,7 +225,7 @@ class Recorder:
         if local is None or peer is None:
             if not isinstance(stream, trio.SocketStream):
                 raise TypeError(f"give local and peer addresses to tap a {type(stream).__name__}")
-            sock_local, sock_peer = _addresses(stream)
+            sock_local, sock_peer = socket_addresses(stream)
             local = sock_local if local is None else local
             peer = sock_peer if peer is None else peer
         conn = ConnectionTrace(side=side, local=local, peer=peer, protocol=protocol)

@@ -18,6 +18,7 @@ request until ``start_next_cycle``.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import time
@@ -27,7 +28,14 @@ from typing import TYPE_CHECKING
 import h11
 import trio
 
-from lab.apps.interface import AbortResponse, Handler, Headers, HTTPError, make_request
+from lab.apps.interface import (
+    AbortResponse,
+    Handler,
+    Headers,
+    HTTPError,
+    make_request,
+    send_text,
+)
 from lab.server.closing import linger
 from lab.server.limits import Limits
 
@@ -237,7 +245,10 @@ class _H1Connection:
                 if response.started:
                     failure = exc
                 else:
-                    await self._send_simple(exc.status, exc.message, exc.headers)
+                    await send_text(
+                        _H1Response(self, close=self.state.closing),
+                        exc.status, exc.message, exc.headers,
+                    )  # fmt: skip
             except _Abort:
                 gone = True
             except AbortResponse as exc:
@@ -247,7 +258,10 @@ class _H1Connection:
                 log.exception("handler for %s %s failed", req.method, req.target)
                 failure = exc
                 if not response.started:
-                    await self._send_simple(500, f"handler failed: {exc!r}\n")
+                    await send_text(
+                        _H1Response(self, close=self.state.closing),
+                        500, f"handler failed: {exc!r}\n",
+                    )  # fmt: skip
                     failure = None
             nursery.cancel_scope.cancel()
         if gone or self.state.client_gone or failure is not None:
@@ -276,29 +290,11 @@ class _H1Connection:
         self.state.client_gone = True
         cancel_scope.cancel()
 
-    async def _send_simple(self, status: int, message: str, headers: Headers = ()) -> None:
-        body = message.encode("utf-8")
-        response = _H1Response(self, close=self.state.closing)
-        fields = [("content-type", "text/plain; charset=utf-8")]
-        fields += [("content-length", str(len(body))), *headers]
-        await response.start(status, fields)
-        await response.send(body)
-        await response.end()
-
     async def reject(self, status: int, message: str) -> None:
         """Send an error response if h11 still allows one, then linger and close."""
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            try:
-                response = _H1Response(self, close=True)
-                body = message.encode("utf-8")
-                await response.start(status, [
-                    ("content-type", "text/plain; charset=utf-8"),
-                    ("content-length", str(len(body))),
-                ])  # fmt: skip
-                await response.send(body)
-                await response.end()
-            except h11.LocalProtocolError:
-                pass
+            with contextlib.suppress(h11.LocalProtocolError):
+                await send_text(_H1Response(self, close=True), status, message)
         await linger(self.stream, self.limits)
 
     # -- the connection --------------------------------------------------------------

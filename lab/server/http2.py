@@ -38,7 +38,7 @@ import h2.settings
 import trio
 from hyperframe.frame import GoAwayFrame, SettingsFrame
 
-from lab.apps.interface import AbortResponse, Handler, Headers, HTTPError, make_request
+from lab.apps.interface import AbortResponse, Handler, Headers, HTTPError, make_request, send_text
 from lab.server.closing import linger
 from lab.server.http1 import SERVER_NAME
 from lab.server.limits import Limits
@@ -232,7 +232,7 @@ class _H2Connection:
                     if stream.started:
                         self._reset(stream.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
                     else:
-                        await self._send_simple(response, exc.status, exc.message, exc.headers)
+                        await send_text(response, exc.status, exc.message, exc.headers)
                 except AbortResponse as exc:
                     log.info("%s %s cut off: %s", method, path, exc.reason)
                     self._reset(stream.stream_id, h2.errors.ErrorCodes.CANCEL)
@@ -245,7 +245,7 @@ class _H2Connection:
                     if stream.started:
                         self._reset(stream.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
                     else:
-                        await self._send_simple(response, 500, f"handler failed: {exc!r}\n")
+                        await send_text(response, 500, f"handler failed: {exc!r}\n")
             await self.flush()
         except _Gone:
             self._cancel_all()
@@ -254,19 +254,6 @@ class _H2Connection:
             self.active -= 1
             if not self.active:
                 self._no_streams.set()
-
-    async def _send_simple(
-        self, response: _H2Response, status: int, message: str, headers: Headers = ()
-    ) -> None:
-        body = message.encode("utf-8")
-        fields = [
-            ("content-type", "text/plain; charset=utf-8"),
-            ("content-length", str(len(body))),
-            *headers,
-        ]
-        await response.start(status, fields)
-        await response.send(body)
-        await response.end()
 
     def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
         stream = self.streams.get(stream_id)

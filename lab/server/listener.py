@@ -16,7 +16,7 @@ import trio
 
 from lab.apps import Handler
 from lab.apps import app as default_app
-from lab.capture.tap import Recorder
+from lab.capture.tap import Recorder, socket_addresses
 from lab.capture.trace import Trace
 from lab.server.http1 import http_date, serve_http1
 from lab.server.http2 import PREFACE, serve_h2
@@ -163,8 +163,7 @@ class Server:
                 trace = Trace(
                     name=f"conn-{number:05d}", description=f"server side of connection {number}"
                 )
-                local = _address(stream.socket.getsockname())
-                peer = _address(stream.socket.getpeername())
+                local, peer = socket_addresses(stream)
                 conn_stream = Recorder(trace).tap(conn_stream, "server", local=local, peer=peer)
                 trace.connections[-1].tls = self.tls is not None
             if alpn == "h2":
@@ -198,12 +197,6 @@ class Server:
                 self.connections.discard(state)
                 if not self.connections:
                     self._no_connections.set()
-
-
-def _address(address: object) -> tuple[str, int]:
-    if isinstance(address, tuple):
-        return str(address[0]), int(address[1])
-    return str(address), 0
 
 
 async def sniff(stream: trio.abc.Stream, limits: Limits) -> tuple[bytes | None, str]:

@@ -128,7 +128,6 @@ class MessageDecoder:
         self._remaining = 0  # Content-Length bytes still to come
         self._chunked: ChunkedDecoder | None = None
         self._methods: deque[str] = deque()
-        self.messages = 0  # complete messages so far
         self._content: BodyContent | None = None  # the body's own format, if the lab knows it
 
     def expect(self, method: str) -> None:
@@ -165,13 +164,12 @@ class MessageDecoder:
         self._offset += n
         return data
 
-    def _end_message(self, out: list[Segment] | None = None) -> None:
-        if self._content is not None and out is not None:
+    def _end_message(self, out: list[Segment]) -> None:
+        if self._content is not None:
             out.extend(self._content.end())
         self._framing = None
         self._chunked = None
         self._content = None
-        self.messages += 1
 
     def _body(self, out: list[Segment], segs: list[Segment]) -> None:
         """Body segments out, each followed by what the body's own format makes of it."""
