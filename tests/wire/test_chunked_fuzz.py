@@ -150,7 +150,9 @@ def smuggling_mutations(draw: st.DrawFn) -> tuple[bytes, str]:
     start, end = body.trailer_lines[pick % len(body.trailer_lines)]
     colon = raw.index(b":", start)
     if kind == "trailer without colon":
-        return raw[:colon] + raw[colon + 1 :], kind
+        # Every colon of the line: a value may hold one too ("x: a:b" minus its first
+        # colon is "xa:b", still a field line).
+        return raw[:start] + raw[start:end].replace(b":", b"") + raw[end:], kind
     if kind == "whitespace before a trailer colon":
         return raw[:colon] + draw(st.sampled_from([b" ", b"\t"])) + raw[colon:], kind
     if kind == "NUL in a trailer":
