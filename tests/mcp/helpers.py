@@ -106,6 +106,15 @@ async def initialize(port: int, version: str = LEGACY) -> str:
     return session
 
 
+async def establish(port: int, version: str = LEGACY) -> str:
+    """A new session, initialized and then used once (a ping): established, in the terms
+    of lab.apps.mcp.session, so the short timeout for new sessions no longer applies."""
+    session = await initialize(port, version)
+    ping = await post(port, rpc("ping", id="established"), legacy_headers(session, version))
+    assert ping.status == 200
+    return session
+
+
 def stream_call(n: int, interval_ms: int = 0, prompt: str = "hi", id: int | str = 1) -> bytes:
     params = {
         "name": "stream_tokens",

@@ -290,8 +290,24 @@ def test_a_modern_tool_error_and_an_unknown_tool() -> None:
             "resultType": "complete", "content": [{"type": "text", "text": "fail: m"}],
             "isError": True, "_meta": SERVER_META,
         }  # fmt: skip
+        # tools.mdx §"Error Handling": protocol errors, as JSON-RPC errors. The transport
+        # gives 400 only to envelope errors; this answers a well-formed request: 200.
         unknown = await post(server.port, _call("nope", {}), modern_headers("tools/call", "nope"))
-        assert (unknown.status, body_json(unknown)["error"]["code"]) == (400, -32602)
+        assert (unknown.status, body_json(unknown)["error"]["code"]) == (200, -32602)
         assert json.loads(unknown.body)["id"] == 1
+        assert "Unknown tool" in body_json(unknown)["error"]["message"]
+        not_an_object = rpc(
+            "tools/call", {"name": "fail", "arguments": [1], "_meta": modern_meta()}, 2
+        )
+        bad = await post(server.port, not_an_object, modern_headers("tools/call", "fail"))
+        assert (bad.status, body_json(bad)["id"], body_json(bad)["error"]["code"]) == (
+            200, 2, -32602,
+        )  # fmt: skip
+        # Out-of-range arguments are a tool execution error: a result, also 200.
+        low = await post(
+            server.port, _call("stream_tokens", {"n": 0}, 3),
+            modern_headers("tools/call", "stream_tokens"),
+        )  # fmt: skip
+        assert low.status == 200
 
     _lab(check)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 
 import pytest
 import trio
@@ -19,7 +20,14 @@ from lab.apps.mcp.messages import (
     error_response,
     parse_message,
 )
-from lab.apps.mcp.session import McpLimits, SessionsFull, SessionTable, new_session_id
+from lab.apps.mcp.session import (
+    Call,
+    McpLimits,
+    Session,
+    SessionsFull,
+    SessionTable,
+    new_session_id,
+)
 from lab.apps.mcp.store import EventStore, StreamLog, parse_event_id
 from lab.wire.sse import parse
 from tests.server.helpers import run
@@ -129,35 +137,95 @@ def test_a_newer_reader_takes_a_stream_over() -> None:
     run(main)
 
 
-def test_the_session_table_evicts_the_least_recently_used_idle_session() -> None:
+def _established(table: SessionTable) -> Session:
+    session = table.create("2025-11-25")
+    session.initialized = session.used = True
+    return session
+
+
+def _call_on(session: Session, request_id: int) -> Call:
+    call = Call(request_id, session.store.open(), timeout=30)
+    session.calls[request_id] = call
+    return call
+
+
+def test_eviction_goes_by_class_then_least_recently_used() -> None:
+    async def main() -> None:
+        table = SessionTable(McpLimits(max_sessions=4))
+        idle_old, idle_new = _established(table), _established(table)
+        listening = _established(table)
+        listening.readers = 1  # reads its GET stream
+        new = table.create("2025-11-25")  # not established
+        assert table.lookup(idle_old.id) is idle_old  # now more recent than idle_new
+        order: list[Session] = []
+        newcomers: list[Session] = []
+        for _ in range(4):
+            newcomers.append(_established(table))  # makes room, then finishes its handshake
+            order.extend(s for s in (new, idle_new, idle_old, *newcomers)
+                         if s.closed and s not in order)  # fmt: skip
+        # The fourth newcomer evicts the first (idle) rather than the GET reader.
+        assert order == [new, idle_new, idle_old, newcomers[0]]
+        assert not listening.closed
+        assert table.evicted == 4
+
+    run(main)
+
+
+def test_only_a_session_connected_to_a_call_is_never_evicted() -> None:
     async def main() -> None:
         table = SessionTable(McpLimits(max_sessions=2))
-        a, b = table.create("2025-11-25"), table.create("2025-11-25")
-        assert table.lookup(a.id) is a  # a is now the most recently used
-        c = table.create("2025-11-25")
-        assert table.lookup(b.id) is None
-        assert b.closed
-        assert table.evicted == 1
-        a.readers = 1  # reading a stream: busy
-        c.calls[1] = trio.CancelScope()  # a call in flight: busy
+        a, b = _established(table), _established(table)
+        for session in (a, b):
+            _call_on(session, 1).stream.attach()  # a client reads the call's stream
         with pytest.raises(SessionsFull):
             table.create("2025-11-25")
-        assert table.end(a.id)
-        assert not table.end(a.id)
+        reader = b.calls[1].stream.reader
+        b.calls[1].stream.detach(reader)  # b's client left; the call runs on
+        assert b.busy
+        assert not b.protected
+        table.create("2025-11-25")
+        assert b.closed
+        assert b.calls[1].stopped  # ending a session stops its calls
+        assert not a.closed
 
     run(main)
 
 
 def test_sessions_expire_when_idle_but_not_while_busy() -> None:
     async def main() -> None:
-        table = SessionTable(McpLimits(session_idle_timeout=60))
-        idle, busy = table.create("2025-11-25"), table.create("2025-11-25")
+        table = SessionTable(McpLimits(session_idle_timeout=60, new_session_timeout=10))
+        idle, busy = _established(table), _established(table)
+        new = table.create("2025-11-25")
         busy.readers = 1
-        await trio.sleep(59)
+        await trio.sleep(11)
+        assert table.lookup(new.id) is None  # not established: the short timeout
+        await trio.sleep(48)
         assert table.lookup(idle.id) is idle  # used: the clock starts again
         await trio.sleep(61)
         assert table.lookup(idle.id) is None
         assert table.lookup(busy.id) is busy
-        assert table.expired == 1
+        assert table.expired == 2
+
+    run(main, autojump=True)
+
+
+def test_a_detached_call_has_a_deadline_only_while_no_one_reads_it() -> None:
+    async def main() -> None:
+        table = SessionTable(McpLimits())
+        call = _call_on(table.create("2025-11-25"), 7)
+        assert call.scope.deadline == trio.current_time() + 30  # set until a reader comes
+        call.reader_came()
+        assert call.scope.deadline == math.inf
+        await trio.sleep(5)
+        call.reader_left()
+        assert call.scope.deadline == trio.current_time() + 30
+        with call.scope:
+            await trio.sleep_forever()
+        assert call.abandoned
+        other = _call_on(table.create("2025-11-25"), 8)
+        other.stop()
+        with other.scope:
+            await trio.sleep_forever()
+        assert not other.abandoned
 
     run(main, autojump=True)

@@ -68,9 +68,10 @@ INSTRUCTIONS: Final = (
 # The tool list never changes while the server runs, so a client may cache it; a minute
 # keeps a long-lived client from missing a restart with new tools for long.
 TOOLS_TTL_MS: Final = 60_000
-# stream_tokens bounds. A 2025-11-25 call keeps running after its client disconnects (so
-# that the stream can be resumed), so one call must end on its own: at most 1,000 tokens
-# at most 1 s apart, under 17 minutes.
+# stream_tokens bounds: at most 1,000 tokens at most 1 s apart, so one call ends on its
+# own in under 17 minutes. That is also the longest a connected client can hold a session
+# slot with one call (a call no one reads is stopped sooner: McpLimits.
+# detached_call_timeout).
 DEFAULT_TOOL_TOKENS: Final = 8
 MAX_TOOL_TOKENS: Final = 1000
 DEFAULT_TOOL_INTERVAL_MS: Final = 25

@@ -15,8 +15,9 @@ NOT replay messages that would have been delivered on a different stream").
 The producer (a tool call, the session's log) *appends* to a :class:`StreamLog`; the
 connection that carries the stream *reads* it from a cursor. The two are decoupled on
 purpose: a dropped connection loses nothing that is still in the log, and the tool keeps
-running (2025-11-25: "Disconnection SHOULD NOT be interpreted as the client cancelling
-its request"). Only one connection reads a stream at a time; a resumption takes the
+running for a while (2025-11-25: "Disconnection SHOULD NOT be interpreted as the client
+cancelling its request"), at most ``McpLimits.detached_call_timeout`` seconds without a
+reader. Only one connection reads a stream at a time; a resumption takes the
 stream over from a connection that is still attached (one that the server has not yet
 noticed is dead), because the spec forbids sending a message on two streams.
 
@@ -93,9 +94,12 @@ class StreamLog:
         self._wake()
         return self.reader
 
-    def detach(self, reader: int) -> None:
-        if self.reader == reader:
-            self.attached = False
+    def detach(self, reader: int) -> bool:
+        """``reader`` stops reading; False if a newer reader had taken the stream over."""
+        if self.reader != reader:
+            return False
+        self.attached = False
+        return True
 
     def since(self, seq: int) -> tuple[list[tuple[int, bytes]], int | None]:
         """Events after ``seq``, and the first id that was already dropped (if any was)."""

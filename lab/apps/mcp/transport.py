@@ -4,8 +4,13 @@ The handler is protocol-neutral (:mod:`lab.apps.interface`), so the same code an
 over HTTP/1.1 and HTTP/2. Every request passes the same gates first, then the revision
 the client speaks decides the rest:
 
-1. ``Host`` must name this server (DNS rebinding) -> 421;
-2. ``Origin``, when present, must be allowed (transports.mdx §"Security Warning") -> 403;
+1. ``Host`` must be one well-formed value (RFC 9112 §3.2, grammar RFC 9110 §7.2 and
+   RFC 3986 §3.2.2-3.2.3) -> 400, naming this machine's loopback (``localhost``,
+   ``127.0.0.1``, ``[::1]``) or an allowed host -> 421. A DNS-rebinding page reaches the
+   server under its own name; the check backs up the next one;
+2. ``Origin``, when present, must be a local ``http``/``https`` origin or an allowed one
+   (2025-11-25 transports.mdx §"Security Warning", 2026-07-28 streamable-http.mdx
+   §"Security & Endpoint": "Servers MUST validate the Origin header") -> 403;
 3. the revision. A POST is *modern* (2026-07-28) when its ``MCP-Protocol-Version``
    header names a modern revision, or when it is a request other than ``initialize``
    carrying ``_meta["io.modelcontextprotocol/protocolVersion"]``; everything else is
@@ -28,25 +33,32 @@ every later request must carry the id (400 without, 404 for an unknown or ended 
 a supported ``MCP-Protocol-Version`` (absent: 2025-03-26 is assumed; unsupported: 400).
 Every SSE event has an id ``<stream>-<n>`` and the stream opens with a priming event (the
 id, a ``retry`` field, empty data). Calls run outside the HTTP request, so a dropped
-connection does not cancel them; ``GET`` with ``Last-Event-ID`` resumes the cut stream.
-``GET`` without it opens the session's notification stream (log messages), one reader at
-a time (409); ``DELETE`` ends the session; ``notifications/cancelled`` stops a call.
+connection does not cancel them at once; ``GET`` with ``Last-Event-ID`` resumes the cut
+stream. ``GET`` without it opens the session's notification stream (log messages), one
+reader at a time (409); ``DELETE`` ends the session; ``notifications/cancelled`` stops a
+call. A call that no connection reads for
+:attr:`~lab.apps.mcp.session.McpLimits.detached_call_timeout` is stopped, and its stream
+ends with an error response. Too many calls in flight in one session: 429 with
+``Retry-After``.
 
 Modern (2026-07-28): no session, no handshake. Every request carries its version, client
 capabilities and (optionally) log level in ``_meta``, mirrored in headers that must agree
 with the body (``-32020`` HeaderMismatch, 400); an unsupported version is ``-32022`` with
-the supported list (400); an unknown method ``-32601`` with 404. SSE events have no ids
-(resumption was removed), and closing the stream cancels the call: it runs inside the
-HTTP request, which the servers cancel when the client goes away.
+the supported list (400); an unknown method ``-32601`` with 404. Any other JSON-RPC error
+(an unknown tool, arguments that are not an object: ``-32602``) answers a well-formed
+request, with 200. SSE events have no ids (resumption was removed), and closing the
+stream cancels the call: it runs inside the HTTP request, which the servers cancel when
+the client goes away.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import trio
 
@@ -60,6 +72,7 @@ from lab.apps.mcp.messages import (
     HEADER_NAME,
     HEADER_PROTOCOL_VERSION,
     HEADER_SESSION_ID,
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     LEGACY_VERSIONS,
@@ -68,7 +81,6 @@ from lab.apps.mcp.messages import (
     META_PROTOCOL_VERSION,
     METHOD_NOT_FOUND,
     MODERN_VERSIONS,
-    PARSE_ERROR,
     SUPPORTED_VERSIONS,
     UNSUPPORTED_PROTOCOL_VERSION,
     Message,
@@ -87,6 +99,7 @@ from lab.apps.mcp.messages import (
 )
 from lab.apps.mcp.session import (
     LOG_LEVELS,
+    Call,
     McpLimits,
     Session,
     SessionsFull,
@@ -97,31 +110,50 @@ from lab.apps.mcp.store import StreamLog, event_id, parse_event_id
 from lab.apps.sse import open_event_channel
 from lab.wire.sse import encode_comment, encode_event
 
-__all__ = ["LOCAL_HOSTS", "McpEndpoint", "McpStats"]
+__all__ = ["LOCAL_HOSTS", "McpEndpoint", "McpStats", "parse_host"]
 
 log = logging.getLogger("lab.mcp")
 
 JSON: Final = "application/json"
 SSE: Final = "text/event-stream"
-# Host names that reach this machine only. A DNS-rebinding page talks to 127.0.0.1 under
-# its own name (evil.example), which is what the Host check catches; any port is allowed
-# because the handler does not see which port the server is bound to.
+# Host names that reach this machine only, as parse_host normalises them (lower case, an
+# IPv6 literal compressed, in brackets). A DNS-rebinding page talks to 127.0.0.1 under its
+# own name (evil.example), which is what the Host check catches; any port is allowed
+# because the handler does not see which port the server is bound to. Only the addresses
+# the lab binds: other 127.0.0.0/8 addresses do not reach a socket bound to 127.0.0.1.
 LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
+# RFC 3986 §3.2.2: reg-name = *( unreserved / pct-encoded / sub-delims ). An IPv4address
+# matches it too (and is compared as written: "127.000.000.001" is not "127.0.0.1").
+_REG_NAME: Final = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*")
+# The characters an IPv6address may have (RFC 3986 §3.2.2); ipaddress checks the rest. No
+# "%": a zone id (RFC 6874) names an interface of the client, never this server.
+_IPV6_CHARS: Final = re.compile(r"[0-9A-Fa-f:.]+")
+# RFC 3986 §3.2.3: port = *DIGIT.
+_PORT: Final = re.compile(r"[0-9]*")
 # The reconnection time sent in every priming event (`retry:`), in ms: the SDK's own
 # default; browsers wait about 3 s without one.
 RECONNECT_MS: Final = 1000
 # Seconds a client refused for a full session table is told to wait (Retry-After): about
 # how long a demo tool call runs, after which its session may be idle and evictable.
 SESSIONS_FULL_RETRY_AFTER: Final = 10
+# Seconds a client refused for too many calls in flight in its session is told to wait
+# (Retry-After, RFC 9110 §10.2.3; RFC 6585 §4 "MAY include a Retry-After header"). A
+# default stream_tokens call (8 tokens, 25 ms apart) ends within 1 s, the smallest
+# delay-seconds above 0.
+CALLS_FULL_RETRY_AFTER: Final = 1
 # Requests whose `params` carry the value `Mcp-Name` mirrors (streamable-http.mdx,
 # "Standard Request Headers").
 NAME_PARAMS: Final = {"tools/call": "name", "resources/read": "uri", "prompts/get": "name"}
-# 2026-07-28: the HTTP status for a JSON-RPC error (the spec fixes 400 for the envelope
-# and header errors and 404 for an unknown method); anything else is 200.
-MODERN_ERROR_STATUS: Final = {
-    PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEADER_MISMATCH: 400,
-    UNSUPPORTED_PROTOCOL_VERSION: 400, METHOD_NOT_FOUND: 404,
-}  # fmt: skip
+# 2026-07-28: the HTTP status of a JSON-RPC error raised by a method; anything not listed
+# is 200. streamable-http.mdx fixes 404 for an unknown method (§"Protocol Version
+# Header"). It fixes 400 only for errors of the envelope, which _check_envelope answers
+# before any method runs: -32020 (§"Server Validation"), -32022 (§"Protocol Version
+# Header"), and -32602 for a missing required `_meta` field (basic/index.mdx
+# §"Per-request protocol fields"). Every other error answers a well-formed request, which
+# gets application/json or text/event-stream (§"Sending Messages"), 200 as in §"Message
+# Flow": an unknown tool and arguments that are not an object are such protocol errors
+# (tools.mdx §"Error Handling", -32602), as is a tool execution error (a result).
+MODERN_ERROR_STATUS: Final = {METHOD_NOT_FOUND: 404}
 
 
 class _Reject(Exception):
@@ -148,6 +180,8 @@ class McpStats:
     # Stopped before their response: notifications/cancelled, a closed stream (2026-07-28)
     # or the end of the session.
     calls_cancelled: int = 0
+    # Stopped because no connection read their stream for detached_call_timeout.
+    calls_abandoned: int = 0
     _changed: trio.Event = field(default_factory=trio.Event, repr=False)
 
     def started(self) -> None:
@@ -155,9 +189,10 @@ class McpStats:
         self.calls_running += 1
         self._wake()
 
-    def ended(self, *, cancelled: bool) -> None:
+    def ended(self, *, cancelled: bool, abandoned: bool = False) -> None:
         self.calls_running -= 1
         self.calls_cancelled += cancelled
+        self.calls_abandoned += abandoned
         self._wake()
 
     async def wait_until(self, condition: Callable[[McpStats], bool]) -> None:
@@ -205,12 +240,35 @@ def _media_types(header: str | None) -> set[str]:
     return out
 
 
-def _host_name(host: str) -> str:
-    """The name part of a Host value: ``[::1]:8080`` -> ``[::1]``, ``a:1`` -> ``a``."""
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    name, colon, port = host.rpartition(":")
-    return name if colon and port.isdigit() else host
+def parse_host(value: str) -> tuple[str, str | None] | None:
+    """A ``Host`` value, ``uri-host [":" port]`` (RFC 9110 §7.2), as ``(host, port)``;
+    None if it is not one.
+
+    ``uri-host`` is RFC 3986 §3.2.2: an IP-literal in brackets, or a reg-name (which an
+    IPv4 address also is); ``port`` is digits only (§3.2.3). The host comes back normalised
+    as :data:`LOCAL_HOSTS` spells names: lower case, an IPv6 address compressed
+    (``[0:0:0:0:0:0:0:1]`` -> ``[::1]``). An IPvFuture literal counts as malformed (this
+    server has no such address). ``[::1]anything`` is malformed, not ``[::1]``.
+    """
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or not _IPV6_CHARS.fullmatch(value[1:end]):
+            return None
+        try:
+            host = f"[{ipaddress.IPv6Address(value[1:end]).compressed}]"
+        except ValueError:
+            return None
+        rest = value[end + 1 :]
+    else:
+        name = value.partition(":")[0]
+        if not _REG_NAME.fullmatch(name):
+            return None
+        host, rest = name.lower(), value[len(name) :]
+    if not rest:
+        return host, None
+    if rest[0] != ":" or not _PORT.fullmatch(rest[1:]):
+        return None
+    return host, rest[1:]
 
 
 class McpEndpoint:
@@ -230,7 +288,7 @@ class McpEndpoint:
         allowed_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.limits = limits or McpLimits()
-        self.allowed_hosts = allowed_hosts
+        self.allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
         self.allowed_origins = allowed_origins
         self._run_state: trio.lowlevel.RunVar[_RunState] = trio.lowlevel.RunVar(
             f"lab.mcp.endpoint-{id(self):x}"
@@ -281,13 +339,27 @@ class McpEndpoint:
     # -- gates shared by every request -------------------------------------------------
 
     def _check_host(self, request: Request) -> None:
-        host = (request.header("host") or "").strip().lower()
-        name = _host_name(host)
-        if name in LOCAL_HOSTS or name in self.allowed_hosts or host in self.allowed_hosts:
+        values = [value.strip(" \t") for name, value in request.headers if name == "host"]
+        if request.protocol == "h2":
+            # The server gives :authority as Host; a Host field beside it must agree
+            # (RFC 9113 §8.3.1).
+            values = list(dict.fromkeys(values))
+        parsed = parse_host(values[0]) if len(values) == 1 else None
+        if parsed is None:
+            # RFC 9112 §3.2: 400 for a request that lacks Host, has more than one, or
+            # one "with an invalid field value".
+            shown = ", ".join(repr(v[:100]) for v in values[:2]) or "none"
+            raise _Reject(400, INVALID_REQUEST, f"Bad Request: Host {shown}")
+        host, port = parsed
+        if (
+            host in LOCAL_HOSTS
+            or host in self.allowed_hosts
+            or (port is not None and f"{host}:{port}" in self.allowed_hosts)
+        ):
             return
         # RFC 9110 §15.5.20: 421 Misdirected Request, "not able to produce a response
         # for this combination of scheme and authority".
-        raise _Reject(421, INVALID_REQUEST, f"Misdirected Request: Host {host[:100]!r}")
+        raise _Reject(421, INVALID_REQUEST, f"Misdirected Request: Host {values[0][:100]!r}")
 
     def _check_origin(self, request: Request) -> None:
         origin = request.header("origin")
@@ -295,17 +367,12 @@ class McpEndpoint:
             return  # not a browser: nothing to check (DNS rebinding needs a browser)
         if origin in self.allowed_origins:
             return
-        forbidden = _Reject(403, INVALID_REQUEST, f"Forbidden: Origin {origin[:100]!r}")
-        try:
-            parts = urlsplit(origin)
-            name = parts.hostname
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
-            raise forbidden from None
-        host = f"[{name}]" if name and ":" in name else name
-        if parts.scheme in ("http", "https") and host in LOCAL_HOSTS:
+        # RFC 6454 §6.2: scheme "://" host [":" port], nothing more (no userinfo, no path).
+        scheme, sep, authority = origin.partition("://")
+        parsed = parse_host(authority) if sep and scheme.lower() in ("http", "https") else None
+        if parsed is not None and parsed[0] in LOCAL_HOSTS:
             return
-        raise forbidden
+        raise _Reject(403, INVALID_REQUEST, f"Forbidden: Origin {origin[:100]!r}")
 
     @staticmethod
     def _modern_get_or_delete(request: Request) -> bool:
@@ -386,15 +453,16 @@ class McpEndpoint:
         self, state: _RunState, request: Request, message: Message, response: ResponseStream
     ) -> None:
         session = self._legacy_session(state, request)
+        if isinstance(message, Notification) and message.method == "notifications/initialized":
+            session.initialized = True
+        else:
+            session.used = True
         if not isinstance(message, RpcRequest):
-            if isinstance(message, Notification):
-                if message.method == "notifications/initialized":
-                    session.initialized = True
-                elif message.method == "notifications/cancelled":
-                    # cancellation.mdx: unknown or finished ids are ignored.
-                    rid = message.params.get("requestId")
-                    if is_request_id(rid) and session.cancel(rid):
-                        log.info("MCP call %r cancelled: %s", rid, message.params.get("reason"))
+            if isinstance(message, Notification) and message.method == "notifications/cancelled":
+                # cancellation.mdx: unknown or finished ids are ignored.
+                rid = message.params.get("requestId")
+                if is_request_id(rid) and session.cancel(rid):
+                    log.info("MCP call %r cancelled: %s", rid, message.params.get("reason"))
             await _reply(response, 202, None)
             return
         if message.id in session.calls:
@@ -412,17 +480,17 @@ class McpEndpoint:
             return
         if len(session.calls) >= self.limits.max_calls_per_session:
             raise _Reject(429, INVALID_REQUEST, "Too Many Requests: calls in flight",
-                          request_id=message.id)  # fmt: skip
-        stream = session.store.open()
-        scope = trio.CancelScope()
-        session.calls[message.id] = scope
+                          request_id=message.id,
+                          headers=(("retry-after", str(CALLS_FULL_RETRY_AFTER)),))  # fmt: skip
+        call = Call(message.id, session.store.open(), self.limits.detached_call_timeout)
+        session.calls[message.id] = call
         state.stats.started()
 
-        async def call() -> None:
-            await self._run_call(state, session, message, stream, scope)
+        async def run() -> None:
+            await self._run_call(state, session, message, call)
 
-        await state.tasks.start_soon(call, name=f"mcp call {message.id!r}")
-        await self._read_stream(session, stream, 0, response)
+        await state.tasks.start_soon(run, name=f"mcp call {message.id!r}")
+        await self._read_stream(session, call.stream, 0, response)
 
     @staticmethod
     def _session_logger(session: Session) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
@@ -437,16 +505,17 @@ class McpEndpoint:
         return log_message
 
     async def _run_call(
-        self, state: _RunState, session: Session, message: RpcRequest, stream: StreamLog,
-        scope: trio.CancelScope,
-    ) -> None:  # fmt: skip
+        self, state: _RunState, session: Session, message: RpcRequest, call: Call
+    ) -> None:
+        stream = call.stream
+
         async def send(note: dict[str, Any]) -> None:
             if not stream.closed:
                 stream.append(dumps(note))
 
         ctx = server.CallContext(message.progress_token, send, self._session_logger(session))
         try:
-            with scope:
+            with call.scope:
                 try:
                     reply = result_response(
                         message.id, await server.handle(message, ctx, modern=False, session=session)
@@ -455,8 +524,19 @@ class McpEndpoint:
                     reply = exc.response(message.id)
                 await send(reply)
         finally:
-            # A cancelled call sends no response (cancellation.mdx); its stream just ends.
-            state.stats.ended(cancelled=scope.cancelled_caught)
+            # A call the client cancelled sends no response (cancellation.mdx); its stream
+            # just ends. One the server gave up on answers with an error, so that a client
+            # resuming late learns the request's fate instead of reconnecting for a
+            # response that will never come.
+            abandoned = call.abandoned
+            if abandoned and not stream.closed:
+                timeout = self.limits.detached_call_timeout
+                stream.append(dumps(error_response(
+                    message.id, INTERNAL_ERROR,
+                    f"Request abandoned: no connection read its stream for {timeout:g} s",
+                )))  # fmt: skip
+            state.stats.ended(cancelled=call.scope.cancelled_caught and not abandoned,
+                              abandoned=abandoned)  # fmt: skip
             session.calls.pop(message.id, None)
             stream.close()
 
@@ -466,6 +546,7 @@ class McpEndpoint:
                 406, INVALID_REQUEST, "Not Acceptable: Accept must list text/event-stream"
             )
         session = self._legacy_session(state, request)
+        session.used = True
         last = request.header(HEADER_LAST_EVENT_ID)
         if last is None:
             stream = session.store.get_stream
@@ -488,9 +569,15 @@ class McpEndpoint:
     async def _read_stream(
         self, session: Session, stream: StreamLog, after: int, response: ResponseStream
     ) -> None:
-        """Carry ``stream`` from the event after ``after`` until it ends (or is taken over)."""
+        """Carry ``stream`` from the event after ``after`` until it ends (or is taken over).
+
+        While it does, the call answering on the stream (if one runs) is not detached.
+        """
         reader = stream.attach()
         session.readers += 1
+        call = session.call_on(stream)
+        if call is not None:
+            call.reader_came()
         try:
             async with open_event_channel(response) as channel:
                 # The priming event (transports.mdx: an event id and empty data): where the
@@ -517,7 +604,8 @@ class McpEndpoint:
                         return
                     await stream.wait_beyond(cursor, reader)
         finally:
-            stream.detach(reader)
+            if stream.detach(reader) and call is not None:
+                call.reader_left()
             session.readers -= 1
             session.last_active = trio.current_time()
 
