@@ -25,7 +25,7 @@ from lab.apps.params import (
 from lab.apps.sse import chat_sse
 from lab.apps.tokens import DONE, tokens_for
 
-__all__ = ["chat", "fixed", "tokens", "trailers"]
+__all__ = ["FIXED_PIECE", "MAX_JSON_INT_DIGITS", "chat", "fixed", "tokens", "trailers"]
 
 TEXT: Final = "text/plain; charset=utf-8"
 NDJSON: Final = "application/x-ndjson"
@@ -36,6 +36,23 @@ DEFAULT_PROMPT: Final = "hello"
 # accepts several equally.
 CHAT_TYPES: Final = ("text/plain", SSE, NDJSON, JSON)
 _FILLER: Final = b"streamlab "
+# /fixed sends its body in pieces of this size, one send each, so that a request holds one
+# piece in memory however large its body and however slowly (or not at all) the client
+# reads. 16 KiB is the largest DATA frame payload every HTTP/2 peer accepts
+# (SETTINGS_MAX_FRAME_SIZE's initial value, 2**14, RFC 9113 §6.5.2) and the largest TLS
+# plaintext record (RFC 8446 §5.1): a piece fits one frame and one record, and the 1,024
+# sends of the largest body (MAX_FIXED_SIZE) keep the per-send cost small.
+FIXED_PIECE: Final = 16 * 1024
+# The filler repeated a little past one piece: a piece starting at any offset into the
+# filler (0..len(_FILLER) - 1) is one slice of it.
+_FILLER_RUN: Final = _FILLER * (FIXED_PIECE // len(_FILLER) + 2)
+# The longest integer accepted in a POST /chat body, in digits (RFC 8259 §9 lets a parser
+# limit the range of numbers). Every number the body carries fits in 5 digits (MAX_N,
+# MAX_INTERVAL_MS); 100 still lets an out-of-range value be answered with the allowed
+# range, while a longer one is refused before int() converts it (that conversion is
+# quadratic in the number of digits; Python's own cap, sys.get_int_max_str_digits(), can
+# be raised or lifted by the host program).
+MAX_JSON_INT_DIGITS: Final = 100
 
 
 def _stream_knobs(request: Request) -> tuple[int, float]:
@@ -45,11 +62,20 @@ def _stream_knobs(request: Request) -> tuple[int, float]:
 
 
 async def fixed(request: Request, response: ResponseStream) -> None:
-    """A whole body with Content-Length: the non-streaming baseline."""
+    """A whole body with Content-Length: the non-streaming baseline.
+
+    The body is ``size`` bytes of "streamlab streamlab ...", sent in pieces of at most
+    FIXED_PIECE bytes: with a Content-Length the pieces are only how the server hands the
+    bytes on, not framing (RFC 9112 §6.2), so the client sees one body either way.
+    """
     size = int_param(request, "size", 64, 0, MAX_FIXED_SIZE)
-    body = (_FILLER * (size // len(_FILLER) + 1))[:size]
     await response.start(200, [("content-type", TEXT), ("content-length", str(size))])
-    await response.send(body)
+    sent = 0
+    while sent < size:
+        length = min(FIXED_PIECE, size - sent)
+        phase = sent % len(_FILLER)
+        await response.send(_FILLER_RUN[phase : phase + length])
+        sent += length
     await response.end()
 
 
@@ -131,10 +157,29 @@ def _accepted(accept: str | None) -> str:
     return chosen
 
 
+class _IntTooLong(Exception):
+    pass
+
+
+def _json_int(digits: str) -> int:
+    # json.loads hands every integer literal here (optional minus sign, then digits).
+    if len(digits.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise _IntTooLong
+    return int(digits)
+
+
 def _chat_body(request: Request) -> tuple[str, int, float]:
     try:
-        payload = json.loads(request.body or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = json.loads(request.body or b"{}", parse_int=_json_int)
+    except RecursionError:
+        # The parser recurses once per nested array or object (RFC 8259 §9 lets a parser
+        # limit the depth); a body like "[[[[..." is refused, not a crash.
+        raise HTTPError(400, "request body is JSON nested too deeply to parse\n") from None
+    except _IntTooLong:
+        raise HTTPError(
+            400, f"request body has an integer longer than {MAX_JSON_INT_DIGITS} digits\n"
+        ) from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError among them
         raise HTTPError(400, f"request body is not JSON: {exc}\n") from None
     if not isinstance(payload, dict):
         raise HTTPError(400, "request body must be a JSON object\n")

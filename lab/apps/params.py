@@ -24,7 +24,9 @@ DEFAULT_INTERVAL_MS: Final = 25
 # build a huge body: 10,000 tokens at most, 10 s between two of them at most.
 MAX_N: Final = 10_000
 MAX_INTERVAL_MS: Final = 10_000
-# /fixed builds its body in memory; 16 MiB is plenty to compare against a stream.
+# The largest /fixed body: 16 MiB is plenty to compare against a stream. The body is sent
+# in small pieces, so this bounds how long one request can keep a connection busy, not
+# the memory it takes.
 MAX_FIXED_SIZE: Final = 16 * 1024 * 1024
 # A prompt only seeds the token source; 4,096 characters is far beyond any demo.
 MAX_PROMPT_CHARS: Final = 4096

@@ -12,6 +12,28 @@ silently, and an EventSource reconnects with ``Last-Event-ID`` and resumes from 
 stream's event log. A client that stops reading altogether is also cut off by the
 server's send timeout. A client that goes away is noticed by the server (EOF) or, at the
 latest, by the next heartbeat write, and the handler is cancelled.
+
+Resuming ``/events`` (WHATWG HTML §9.2.3: an EventSource reconnects sending its last
+event ID in the ``Last-Event-ID`` header of §9.2.4): event ``k`` of a stream is a pure
+function of the stream name and ``k``, made in constant time, so what a response costs
+depends on how many events it sends (at most ``n``), never on the id it resumes after.
+The header is read as follows:
+
+- ASCII digits naming an id in 1..``MAX_EVENT_ID`` (leading zeros allowed): the response
+  continues with the next event. What the stream's log still holds is replayed as it was
+  first sent; an id older than the log is told in a comment which events are gone; an id
+  newer than anything logged (the server restarted, say) is simply continued from. Each
+  stream ends at ``MAX_EVENT_ID`` (or at ``total``); resuming there is answered 204.
+  ``0`` is the start, as if no id had been sent.
+- anything else (not digits, non-ASCII digits, or a number above ``MAX_EVENT_ID``,
+  however long): not an id this server hands out. The stream starts again from event 1,
+  after a comment that says so; a long value costs one scan of its characters, never a
+  conversion to an integer.
+
+The log records only the stream's events in order, each one the successor of the
+newest logged: the events a client makes the server produce by resuming after an id
+that was never sent are sent but not logged, so one client's odd Last-Event-ID cannot
+make the log skip events for every other client of that stream.
 """
 
 from __future__ import annotations
@@ -28,12 +50,13 @@ import trio
 
 from lab.apps.interface import AbortResponse, HTTPError, Request, ResponseStream
 from lab.apps.params import DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MAX_N, int_param
-from lab.apps.tokens import DONE, tokens_for
+from lab.apps.tokens import DONE, token_at, tokens_for
 from lab.wire.sse import encode_comment, encode_event
 
 __all__ = [
     "CLIENT_QUEUE_SIZE",
     "EVENT_LOG_SIZE",
+    "MAX_EVENT_ID",
     "MAX_STREAMS",
     "QUEUE_FULL_GRACE",
     "SSE_HEADERS",
@@ -42,6 +65,7 @@ __all__ = [
     "chat_sse",
     "events",
     "open_event_channel",
+    "parse_last_event_id",
     "progress",
 ]
 
@@ -67,6 +91,14 @@ EVENT_LOG_SIZE: Final = 1024
 # names cannot grow memory without bound.
 MAX_STREAMS: Final = 256
 MAX_STREAM_NAME: Final = 64
+# The last id a stream can have. An event's id is also the "seq" number in its JSON data,
+# and integers beyond 2**53 - 1 are not exact in every JSON parser (RFC 8259 §6), not in
+# JavaScript's JSON.parse above all; a larger Last-Event-ID is not one of ours.
+MAX_EVENT_ID: Final = 2**53 - 1
+# Digits in MAX_EVENT_ID (16): a Last-Event-ID with more significant digits is too large
+# without converting it (int() of a long digit string is quadratic, and refused beyond
+# sys.get_int_max_str_digits()).
+_MAX_EVENT_ID_DIGITS: Final = len(str(MAX_EVENT_ID))
 # Defaults: small enough for demos and tests. A heartbeat every 15 s is what keeps common
 # proxies (60 s idle timeouts) from dropping an idle stream.
 DEFAULT_EVENTS_PER_RESPONSE: Final = 5
@@ -174,8 +206,11 @@ class EventLog:
         return log
 
     def record(self, stream: str, event_id: int, data: bytes) -> None:
+        """Log event ``event_id`` if it is the successor of the newest logged (1 for an
+        empty log); any other event is left out, so the log never has a gap."""
         log = self._log(stream)
-        if not log or log[-1][0] < event_id:
+        newest = log[-1][0] if log else 0
+        if event_id == newest + 1:
             log.append((event_id, data))
 
     def since(self, stream: str, last_id: int) -> tuple[list[tuple[int, bytes]], int | None]:
@@ -193,8 +228,26 @@ class EventLog:
 EVENT_LOG = EventLog()
 
 
+def parse_last_event_id(value: str | None) -> tuple[int, str | None]:
+    """The id a request's Last-Event-ID resumes after (0: from the start), and a comment
+    for the client when the value is not an id of ours (see the module docstring)."""
+    if value is None:
+        return 0, None
+    if not (value.isascii() and value.isdigit()):
+        return 0, f"Last-Event-ID {value[:40]!r} is not one of ours; from the start"
+    significant = value.lstrip("0")
+    if len(significant) > _MAX_EVENT_ID_DIGITS or int(significant or "0") > MAX_EVENT_ID:
+        return 0, (
+            f"Last-Event-ID {value[:40]!r} is beyond the last event id {MAX_EVENT_ID};"
+            " from the start"
+        )
+    return int(significant or "0"), None
+
+
 def _stream_event(stream: str, seq: int, multiline: bool) -> str:
-    word = tokens_for(stream, seq)[-1].strip() if seq else ""
+    # Event seq carries token seq - 1 of the stream's reply, made directly: constant work
+    # per event, whatever seq is.
+    word = token_at(stream, seq - 1).strip() if seq else ""
     # multiline: the same JSON, indented, so that it takes several data: lines.
     return json.dumps({"seq": seq, "stream": stream, "word": word}, indent=1 if multiline else None)
 
@@ -204,7 +257,8 @@ async def events(request: Request, response: ResponseStream) -> None:
 
     ``stream`` names the event sequence (and its log); ``total`` (0: no end) is how many
     events the stream has, after which a reconnecting client gets 204 (stop);
-    ``multiline=1`` spreads each event's JSON over several ``data:`` lines.
+    ``multiline=1`` spreads each event's JSON over several ``data:`` lines. A
+    ``Last-Event-ID`` is read by :func:`parse_last_event_id` (see the module docstring).
     """
     stream = request.query.get("stream", "default")
     if not stream or len(stream) > MAX_STREAM_NAME or not stream.isprintable():
@@ -219,20 +273,14 @@ async def events(request: Request, response: ResponseStream) -> None:
         request, "heartbeat_ms", DEFAULT_HEARTBEAT_MS, MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS
     )
     multiline = int_param(request, "multiline", 0, 0, 1) == 1
-    last_header = request.header("last-event-id")
-    last_id = 0
-    note = None
-    if last_header is not None:
-        if last_header.isdigit():
-            last_id = int(last_header)
-        else:
-            note = f"Last-Event-ID {last_header[:40]!r} is not one of ours; from the start"
-    if total and last_id >= total:
+    last_id, note = parse_last_event_id(request.header("last-event-id"))
+    last_event = total or MAX_EVENT_ID
+    if last_id >= last_event:
         # WHATWG §9.2.3: 204 No Content tells the EventSource to stop reconnecting.
         await response.start(204, [("cache-control", "no-store")])
         await response.end()
         return
-    end_id = last_id + n if not total else min(last_id + n, total)
+    end_id = min(last_id + n, last_event)
     async with open_event_channel(response, heartbeat_ms=heartbeat_ms) as channel:
         # The reconnection time first, so it holds even if this response breaks early.
         await channel.put(_retry_field(retry_ms))

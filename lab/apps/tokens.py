@@ -2,13 +2,17 @@
 
 Stands in for a language model so that captures are reproducible byte for byte. The words
 are picked by a SHA-256 of the prompt, so different prompts give different replies.
+
+Token ``i`` depends only on the prompt and ``i``: :func:`token_at` computes it directly, in
+constant time whatever ``i`` is, so a consumer that needs one late token (an SSE stream
+resumed at event 10**15, say) never builds the tokens before it.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-__all__ = ["DONE", "tokens_for"]
+__all__ = ["DONE", "token_at", "tokens_for"]
 
 DONE = "[DONE]"
 
@@ -58,11 +62,28 @@ _WORDS = [
 ]
 
 
+def _seed(prompt: str) -> bytes:
+    return hashlib.sha256(prompt.encode("utf-8")).digest()
+
+
+def _token(seed: bytes, i: int) -> str:
+    word = _WORDS[(seed[i % len(seed)] + 7 * i) % len(_WORDS)]
+    return word if i == 0 else " " + word
+
+
+def token_at(prompt: str, i: int) -> str:
+    """Token ``i`` (from 0) of the reply to ``prompt``: the same string as
+    ``tokens_for(prompt, i + 1)[i]``, without making the ``i`` tokens before it."""
+    if i < 0:
+        raise ValueError(f"token index must be >= 0, not {i}")
+    return _token(_seed(prompt), i)
+
+
 def tokens_for(prompt: str, n: int) -> list[str]:
-    """``n`` tokens for ``prompt``: words, each but the first with its leading space."""
-    seed = hashlib.sha256(prompt.encode("utf-8")).digest()
-    out: list[str] = []
-    for i in range(n):
-        word = _WORDS[(seed[i % len(seed)] + 7 * i) % len(_WORDS)]
-        out.append(word if i == 0 else " " + word)
-    return out
+    """``n`` tokens for ``prompt``: words, each but the first with its leading space.
+
+    Linear in ``n`` (one hash of the prompt, then constant work per token); the list is
+    the caller's to bound, and every endpoint bounds ``n`` by ``MAX_N``.
+    """
+    seed = _seed(prompt)
+    return [_token(seed, i) for i in range(n)]
