@@ -47,7 +47,10 @@ class Request:
 
 
 def make_request(method: str, target: str, headers: Headers, body: bytes, protocol: str) -> Request:
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError as exc:  # e.g. "http://[::1/x": an IP literal without its "]"
+        raise HTTPError(400, f"request target {target[:200]!r} is not a URI: {exc}\n") from None
     query: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         query.setdefault(key, value)

@@ -37,6 +37,7 @@ from lab.apps.interface import (
     send_text,
 )
 from lab.server.closing import linger
+from lab.server.faults import boundary, contains, first_of, leaves
 from lab.server.limits import Limits
 
 if TYPE_CHECKING:
@@ -224,50 +225,61 @@ class _H1Connection:
     # -- one request -----------------------------------------------------------------
 
     async def respond(self, request: h11.Request, body: bytes) -> None:
-        req = make_request(
-            request.method.decode("ascii"),
-            request.target.decode("ascii"),
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers],
-            body,
-            "http/1.1",
-        )
+        """Run the handler for one request; raise _Abort when the connection cannot go on.
+
+        The handler runs in a nursery beside the disconnect watcher, so whatever it raises
+        arrives here wrapped in an exception group; the outcome is sorted out *after* the
+        nursery, and an error reply is written outside any ``except`` clause, so that a
+        failure of that reply (the client left meanwhile) is an ordinary _Abort.
+        """
         response = _H1Response(self, close=self.state.closing)
-        gone = False
-        failure: BaseException | None = None
+        outcome: BaseException | None = None
+        what = f"{request.method.decode('ascii')} {request.target.decode('ascii')}"
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_for_disconnect, nursery.cancel_scope)
             try:
+                req = make_request(
+                    request.method.decode("ascii"),
+                    request.target.decode("ascii"),
+                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers],
+                    body,
+                    "http/1.1",
+                )
                 await self.app(req, response)
                 if not response.started:
                     raise RuntimeError("handler returned without starting a response")
                 await response.end()
-            except HTTPError as exc:
-                if response.started:
-                    failure = exc
-                else:
-                    await send_text(
-                        _H1Response(self, close=self.state.closing),
-                        exc.status, exc.message, exc.headers,
-                    )  # fmt: skip
-            except _Abort:
-                gone = True
-            except AbortResponse as exc:
-                log.info("%s %s cut off: %s", req.method, req.target, exc.reason)
-                gone = True
-            except Exception as exc:  # a handler bug must not take the server down
-                log.exception("handler for %s %s failed", req.method, req.target)
-                failure = exc
-                if not response.started:
-                    await send_text(
-                        _H1Response(self, close=self.state.closing),
-                        500, f"handler failed: {exc!r}\n",
-                    )  # fmt: skip
-                    failure = None
+            except Exception as exc:
+                outcome = exc
             nursery.cancel_scope.cancel()
-        if gone or self.state.client_gone or failure is not None:
+        if self.state.client_gone or outcome is None:
+            if self.state.client_gone or not response.ended:
+                raise _Abort  # cancelled by the watcher: the client left
+            return
+        if contains(outcome, _Abort):
+            raise _Abort  # a send failed: the client left, reset or stopped reading
+        cut = first_of(outcome, AbortResponse)
+        if isinstance(cut, AbortResponse):
+            log.info("%s %s: %s cut off: %s", self.state.label, what, "response", cut.reason)
+            raise _Abort
+        error = first_of(outcome, HTTPError)
+        if isinstance(error, HTTPError) and not response.started:
+            await send_text(
+                _H1Response(self, close=self.state.closing),
+                error.status, error.message, error.headers,
+            )  # fmt: skip
+            return
+        if not isinstance(error, HTTPError):
+            log.warning("%s %s: handler failed: %r", self.state.label, what, outcome)
+            log.debug("%s %s: traceback", self.state.label, what, exc_info=outcome)
+        if response.started:
             # Mid-stream failure: stop without the last chunk, so that the client sees an
             # incomplete body instead of a complete-looking truncated one.
             raise _Abort
+        await send_text(
+            _H1Response(self, close=self.state.closing),
+            500, f"handler failed: {next(leaves(outcome))!r}\n",
+        )  # fmt: skip
 
     async def _watch_for_disconnect(self, cancel_scope: trio.CancelScope) -> None:
         kept = 0
@@ -332,6 +344,13 @@ async def serve_http1(
 ) -> None:
     """Serve HTTP/1.1 requests on ``stream`` until the client or the server is done.
 
-    ``initial`` is what the listener already read while deciding the protocol.
+    ``initial`` is what the listener already read while deciding the protocol. Nothing
+    raised while serving leaves this function except cancellation: an unforeseen error
+    ends this connection only (a 500 if no response had started, else a cut response).
     """
-    await _H1Connection(stream, app, limits, state).run(initial)
+    connection = _H1Connection(stream, app, limits, state)
+    with boundary(state.label) as fault:
+        await connection.run(initial)
+    if fault:
+        with boundary(f"{state.label}, answering an internal error"), contextlib.suppress(_Abort):
+            await connection.reject(500, "internal server error\n")

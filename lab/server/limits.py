@@ -41,6 +41,9 @@ class Limits:
     # Open connections at once; one more is closed at accept. 16,384 leaves room for the
     # 10,000 idle SSE streams the design aims at, within a raised file-descriptor limit.
     max_connections: int = 16_384
+    # Closing a connection (TLS close_notify included) may wait this long for a client
+    # that does not read; then the socket is closed regardless.
+    close_timeout: float = 1.0
     # On shutdown: streams in flight get this long to finish before they are cancelled.
     shutdown_grace: float = 5.0
     # HTTP/2: streams open at once per connection, advertised as MAX_CONCURRENT_STREAMS;
@@ -51,3 +54,15 @@ class Limits:
     # before the connection is closed with GOAWAY(ENHANCE_YOUR_CALM): far above what a
     # real client sends, far below a flood (rapid reset sends tens of thousands).
     h2_control_frames_per_second: int = 1000
+    # HTTP/2: HPACK stops decoding a header block past this many bytes of header list
+    # (a connection error, ENHANCE_YOUR_CALM: the compression state is lost). Between
+    # max_head_size (what SETTINGS_MAX_HEADER_LIST_SIZE advertises) and this, the stream
+    # gets 431 and the connection goes on. 64 KiB is hpack's own default cap.
+    h2_header_list_hard_cap: int = 64 * 1024
+    # HTTP/2: request body bytes held at once for all streams of one connection (each
+    # stream is still limited by max_body_size). Past it a new body's stream is refused
+    # with RST_STREAM(REFUSED_STREAM): 100 streams x 1 MiB would otherwise be 100 MiB.
+    h2_max_buffered_body: int = 4 * 1024 * 1024
+    # HTTP/2: bytes queued for a client that does not read what the server owes it (PING
+    # ACKs, SETTINGS ACKs) before the server stops reading from that client.
+    h2_max_write_backlog: int = 256 * 1024

@@ -18,6 +18,7 @@ from lab.apps import Handler
 from lab.apps import app as default_app
 from lab.capture.tap import Recorder, socket_addresses
 from lab.capture.trace import Trace
+from lab.server.faults import boundary
 from lab.server.http1 import http_date, serve_http1
 from lab.server.http2 import PREFACE, serve_h2
 from lab.server.limits import Limits
@@ -40,6 +41,14 @@ class ConnectionState:
     # The Date header's value (RFC 9110 §6.6.1): the real clock, or a fixed value for
     # reproducible captures (HPACK-compressed dates cannot be normalised afterwards).
     date_source: Callable[[], bytes] = field(default=http_date, repr=False)
+    number: int = 0  # the server's count of accepted connections, from 1
+    peer: str = ""  # "host:port" of the client
+    protocol: str = ""  # what the listener chose: "http/1.1", "h2c" or "h2"
+
+    @property
+    def label(self) -> str:
+        """How log lines name this connection."""
+        return f"connection {self.number} from {self.peer} ({self.protocol or 'unknown'})"
 
     @contextmanager
     def idle(self) -> Iterator[trio.CancelScope]:
@@ -87,6 +96,7 @@ class Server:
         self._nursery: trio.Nursery | None = None
         self._no_connections = trio.Event()
         self._no_connections.set()
+        self._connection_closed = trio.Event()  # set (and replaced) as each one ends
         self._shutting_down = False
 
     @property
@@ -116,6 +126,11 @@ class Server:
         """Return once no connection is open and every trace is written (at once if none is)."""
         await self._no_connections.wait()
 
+    async def wait_connections(self, at_most: int) -> None:
+        """Return once at most ``at_most`` connections are open (their traces written)."""
+        while len(self.connections) > at_most:
+            await self._connection_closed.wait()
+
     def shutdown(self) -> None:
         """Stop accepting, close idle connections, let streams finish within the grace."""
         if self._shutting_down or self._nursery is None:
@@ -139,64 +154,94 @@ class Server:
             return
         self.accepted += 1
         number = self.accepted
-        state = ConnectionState(closing=self._shutting_down, date_source=self.date_source)
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            peer = f"{host}:{port}"
+        except OSError:  # already reset by the client
+            peer = "?"
+        state = ConnectionState(
+            closing=self._shutting_down, date_source=self.date_source, number=number, peer=peer
+        )
         self.connections.add(state)
         if self._no_connections.is_set():
             self._no_connections = trio.Event()
-        trace: Trace | None = None
-        conn_stream: trio.abc.Stream = stream
+        holder = _Open(stream)
         try:
-            alpn = None
-            if self.tls is not None:
-                tls_stream = trio.SSLStream(stream, self.tls.context, server_side=True)
-                conn_stream = tls_stream
-                with trio.move_on_after(self.limits.head_timeout) as handshake:
-                    try:
-                        await tls_stream.do_handshake()
-                    except trio.BrokenResourceError as exc:
-                        log.info("TLS handshake failed: %s", exc.__cause__ or exc)
-                        return
-                if handshake.cancelled_caught:
-                    return
-                alpn = tls_stream.selected_alpn_protocol()
-            if self.trace_dir is not None:
-                trace = Trace(
-                    name=f"conn-{number:05d}", description=f"server side of connection {number}"
-                )
-                local, peer = socket_addresses(stream)
-                conn_stream = Recorder(trace).tap(conn_stream, "server", local=local, peer=peer)
-                trace.connections[-1].tls = self.tls is not None
-            if alpn == "h2":
-                initial: bytes | None = b""
-                protocol = "h2"
-            else:
-                initial, protocol = await sniff(conn_stream, self.limits)
-                if self.tls is not None and protocol == "h2c":
-                    protocol = "h2"  # prior knowledge inside TLS, without ALPN
-            if trace is not None:
-                trace.connections[-1].protocol = protocol
-            if protocol in ("h2", "h2c") and initial is not None:
-                await serve_h2(conn_stream, self.app, self.limits, state, initial)
-            elif initial is not None:
-                await serve_http1(conn_stream, self.app, self.limits, state, initial)
+            # The last fault boundary: each protocol has its own inside, which answers
+            # the way its protocol says; whatever still escapes ends this connection only.
+            with boundary(state.label):
+                await self._serve(holder, state)
         finally:
             try:
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await conn_stream.aclose()
-                if trace is not None and self.trace_dir is not None:
-                    # Formatting a long trace takes a while: off the event loop, so that
-                    # other connections do not stall; shielded, so that shutdown does not
-                    # lose it.
-                    path = self.trace_dir / f"{trace.name}.trace"
-                    self.trace_dir.mkdir(parents=True, exist_ok=True)
-                    with trio.CancelScope(shield=True):
-                        await trio.to_thread.run_sync(trace.save, path)
+                with trio.CancelScope(shield=True), boundary(f"{state.label}, closing"):
+                    with trio.move_on_after(self.limits.close_timeout):
+                        await holder.stream.aclose()
+                    if holder.trace is not None and self.trace_dir is not None:
+                        # Formatting a long trace takes a while: off the event loop, so
+                        # that other connections do not stall; shielded, so that
+                        # shutdown does not lose it.
+                        path = self.trace_dir / f"{holder.trace.name}.trace"
+                        self.trace_dir.mkdir(parents=True, exist_ok=True)
+                        await trio.to_thread.run_sync(holder.trace.save, path)
             finally:
                 # Only once the trace is written: wait_no_connections() then means every
                 # connection's trace is on disk (another connection may finish first).
                 self.connections.discard(state)
                 if not self.connections:
                     self._no_connections.set()
+                closed, self._connection_closed = self._connection_closed, trio.Event()
+                closed.set()
+
+    async def _serve(self, holder: _Open, state: ConnectionState) -> None:
+        """TLS if configured, the tap if tracing, then the protocol the client speaks."""
+        socket_stream = holder.stream
+        assert isinstance(socket_stream, trio.SocketStream)
+        alpn = None
+        if self.tls is not None:
+            tls_stream = trio.SSLStream(socket_stream, self.tls.context, server_side=True)
+            holder.stream = tls_stream
+            with trio.move_on_after(self.limits.head_timeout) as handshake:
+                try:
+                    await tls_stream.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    log.info("%s: TLS handshake failed: %s", state.label, exc.__cause__ or exc)
+                    return
+            if handshake.cancelled_caught:
+                return
+            alpn = tls_stream.selected_alpn_protocol()
+        if self.trace_dir is not None:
+            trace = Trace(
+                name=f"conn-{state.number:05d}",
+                description=f"server side of connection {state.number}",
+            )
+            holder.trace = trace
+            local, peer = socket_addresses(socket_stream)
+            holder.stream = Recorder(trace).tap(holder.stream, "server", local=local, peer=peer)
+            trace.connections[-1].tls = self.tls is not None
+        if alpn == "h2":
+            initial: bytes | None = b""
+            protocol = "h2"
+        else:
+            initial, protocol = await sniff(holder.stream, self.limits)
+            if self.tls is not None and protocol == "h2c":
+                protocol = "h2"  # prior knowledge inside TLS, without ALPN
+        state.protocol = protocol
+        if holder.trace is not None:
+            holder.trace.connections[-1].protocol = protocol
+        if initial is None:
+            return
+        if protocol in ("h2", "h2c"):
+            await serve_h2(holder.stream, self.app, self.limits, state, initial)
+        else:
+            await serve_http1(holder.stream, self.app, self.limits, state, initial)
+
+
+@dataclass(eq=False, slots=True)
+class _Open:
+    """One accepted connection's outermost stream (socket, TLS or tap) and its trace."""
+
+    stream: trio.abc.Stream
+    trace: Trace | None = None
 
 
 async def sniff(stream: trio.abc.Stream, limits: Limits) -> tuple[bytes | None, str]:
