@@ -44,6 +44,10 @@ class Limits:
     # Closing a connection (TLS close_notify included) may wait this long for a client
     # that does not read; then the socket is closed regardless.
     close_timeout: float = 1.0
+    # Request body bytes buffered at once across every connection (each request's body
+    # is read whole before its handler runs). 64 MiB is 64 maximal bodies at once, far
+    # beyond any lab workload; past it a new body gets 503 / REFUSED_STREAM.
+    max_buffered_bodies: int = 64 * 1024 * 1024
     # On shutdown: streams in flight get this long to finish before they are cancelled.
     shutdown_grace: float = 5.0
     # HTTP/2: streams open at once per connection, advertised as MAX_CONCURRENT_STREAMS;
@@ -54,6 +58,12 @@ class Limits:
     # before the connection is closed with GOAWAY(ENHANCE_YOUR_CALM): far above what a
     # real client sends, far below a flood (rapid reset sends tens of thousands).
     h2_control_frames_per_second: int = 1000
+    # HTTP/2: control frames per second from all connections of one client address
+    # together (see h2_control_frames_per_second): five connections' worth, so that
+    # rapid reset spread over many connections is stopped too.
+    h2_control_frames_per_address_per_second: int = 5000
+    # Client addresses the per-address budget remembers (least recently seen forgotten).
+    max_addresses: int = 4096
     # HTTP/2: HPACK stops decoding a header block past this many bytes of header list
     # (a connection error, ENHANCE_YOUR_CALM: the compression state is lost). Between
     # max_head_size (what SETTINGS_MAX_HEADER_LIST_SIZE advertises) and this, the stream

@@ -18,6 +18,7 @@ from lab.apps import Handler
 from lab.apps import app as default_app
 from lab.capture.tap import Recorder, socket_addresses
 from lab.capture.trace import Trace
+from lab.server.budget import AddressBudgets, ServerBudget
 from lab.server.faults import boundary
 from lab.server.http1 import http_date, serve_http1
 from lab.server.http2 import PREFACE, serve_h2
@@ -43,6 +44,10 @@ class ConnectionState:
     date_source: Callable[[], bytes] = field(default=http_date, repr=False)
     number: int = 0  # the server's count of accepted connections, from 1
     peer: str = ""  # "host:port" of the client
+    peer_host: str = ""  # the client's address alone: what per-address budgets key on
+    # Shared by every connection of the server (lab.server.budget).
+    bodies: ServerBudget = field(default_factory=lambda: ServerBudget(0), repr=False)
+    addresses: AddressBudgets = field(default_factory=lambda: AddressBudgets(0, 1), repr=False)
     protocol: str = ""  # what the listener chose: "http/1.1", "h2c" or "h2"
 
     @property
@@ -97,6 +102,10 @@ class Server:
         self._no_connections = trio.Event()
         self._no_connections.set()
         self._connection_closed = trio.Event()  # set (and replaced) as each one ends
+        self.bodies = ServerBudget(self.limits.max_buffered_bodies)
+        self.addresses = AddressBudgets(
+            self.limits.h2_control_frames_per_address_per_second, self.limits.max_addresses
+        )
         self._shutting_down = False
 
     @property
@@ -156,12 +165,12 @@ class Server:
         number = self.accepted
         try:
             host, port = stream.socket.getpeername()[:2]
-            peer = f"{host}:{port}"
         except OSError:  # already reset by the client
-            peer = "?"
+            host, port = "?", 0
         state = ConnectionState(
-            closing=self._shutting_down, date_source=self.date_source, number=number, peer=peer
-        )
+            closing=self._shutting_down, date_source=self.date_source, number=number,
+            peer=f"{host}:{port}", peer_host=host, bodies=self.bodies, addresses=self.addresses,
+        )  # fmt: skip
         self.connections.add(state)
         if self._no_connections.is_set():
             self._no_connections = trio.Event()
