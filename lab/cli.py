@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 from rich.console import Console
@@ -22,7 +24,7 @@ from lab.capture.store import write_capture
 from lab.capture.trace import Trace
 from lab.capture.views import data_arrivals, render
 from lab.scenarios import SCENARIOS, get, run_scenarios
-from lab.server import serve_tcp
+from lab.server import Limits, serve_tcp
 from lab.server.tls import make_tls
 from lab.wire.h2frames import HeadersFrame
 
@@ -53,6 +55,7 @@ async def _serve(args: argparse.Namespace, console: Console) -> None:
                 host=args.host,
                 trace_dir=args.trace_dir,
                 tls=tls,
+                limits=args.limits,
                 task_status=task_status,
             )
         )
@@ -81,8 +84,33 @@ async def _serve(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        args.limits = parse_limits(args.limit)
+    except ValueError as exc:
+        print(f"lab serve: {exc}", file=sys.stderr)
+        return 2
     trio.run(_serve, args, _console())
     return 0
+
+
+def parse_limits(items: list[str]) -> Limits:
+    """``NAME=VALUE`` settings over the default :class:`Limits`; ValueError names the bad one."""
+    fields = {f.name: f for f in dataclasses.fields(Limits)}
+    changes: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in fields:
+            known = ", ".join(sorted(fields))
+            raise ValueError(f"--limit {item!r}: expected NAME=VALUE with NAME one of {known}")
+        default = getattr(Limits(), name)
+        try:
+            value = type(default)(raw)
+        except ValueError:
+            raise ValueError(f"--limit {item!r}: {name} takes a {type(default).__name__}") from None
+        if value < 0:
+            raise ValueError(f"--limit {item!r}: must not be negative")
+        changes[name] = value
+    return dataclasses.replace(Limits(), **changes)
 
 
 # -- scenarios / capture / tour ------------------------------------------------------
@@ -253,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace-dir", type=Path, default=None, help="one trace per connection")
     p.add_argument("--tls", action="store_true", help="TLS with ALPN h2/http1.1, new certificate")
     p.add_argument("--ca-out", type=Path, default=Path("lab-ca.pem"), help="with --tls: CA file")
+    p.add_argument(
+        "--limit", dest="limit", action="append", default=[], metavar="NAME=VALUE",
+        help="set one of the server's limits (lab.server.Limits), e.g. head_timeout=2",
+    )  # fmt: skip
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("scenarios", help="list the scenarios")

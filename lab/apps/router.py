@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.apps import endpoints, mcp, pages, sse
+from lab.apps import endpoints, mcp, pages, sse, stats
 from lab.apps.interface import Handler, HTTPError, Request, ResponseStream, send_text
 
 __all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
@@ -71,6 +71,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ("GET",), "/pages/many.html", pages.page,
         "/pages/many.html?count=10&src=%2Fevents%3Fn%3D3%26stream%3Dmany-%7Bi%7D",
         "HTML page: count EventSources at once; when each opened and got its first event",
+    ),
+    Endpoint(
+        ("GET",), "/stats", stats.stats, "/stats",
+        "JSON: open connections, tasks and buffered bytes of the servers in this process",
     ),
     Endpoint(
         ("POST", "GET", "DELETE"), "/mcp", mcp.endpoint, "/mcp",

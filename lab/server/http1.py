@@ -57,10 +57,11 @@ class _Abort(Exception):
 class _Reject(Exception):
     """Answer the current request with an error status, then close."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Headers = ()) -> None:
         super().__init__(status, message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 _date_cache: tuple[int, bytes] = (0, b"")
@@ -130,6 +131,10 @@ class _H1Connection:
         self.state = state
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
         self.fed = 0  # bytes given to h11 so far, to measure heads
+        self.reserved = 0  # request body bytes counted in the server's budget
+        # When the first request head began: the listener's sniffing counts against the
+        # head timeout, so a head dribbled through it gets one timeout, not two.
+        self.head_started: float | None = None
 
     # -- sending ---------------------------------------------------------------------
 
@@ -184,7 +189,8 @@ class _H1Connection:
             # Part of a head is in: the whole head must arrive by one deadline (a
             # per-read timeout would let a client dribble a byte at a time forever).
             if deadline is None:
-                deadline = trio.current_time() + self.limits.head_timeout
+                started, self.head_started = self.head_started, None
+                deadline = (started or trio.current_time()) + self.limits.head_timeout
             if not await self.receive(max(0.0, deadline - trio.current_time())):
                 raise _Reject(408, "request head not complete in time\n")
         if isinstance(event, h11.ConnectionClosed):
@@ -211,6 +217,13 @@ class _H1Connection:
                 body += part.data
                 if len(body) > self.limits.max_body_size:
                     raise _Reject(413, f"request body over {self.limits.max_body_size} bytes\n")
+                if not self.state.bodies.reserve(len(part.data)):
+                    log.info("%s: request bodies over the server's budget: 503", self.state.label)
+                    raise _Reject(
+                        503, "the server holds too many request bodies; try again shortly\n",
+                        [("retry-after", "1")],
+                    )  # fmt: skip
+                self.reserved += len(part.data)
             elif isinstance(part, h11.EndOfMessage):
                 return request, bytes(body)
             else:
@@ -302,11 +315,11 @@ class _H1Connection:
         self.state.client_gone = True
         cancel_scope.cancel()
 
-    async def reject(self, status: int, message: str) -> None:
+    async def reject(self, status: int, message: str, headers: Headers = ()) -> None:
         """Send an error response if h11 still allows one, then linger and close."""
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             with contextlib.suppress(h11.LocalProtocolError):
-                await send_text(_H1Response(self, close=True), status, message)
+                await send_text(_H1Response(self, close=True), status, message, headers)
         await linger(self.stream, self.limits)
 
     # -- the connection --------------------------------------------------------------
@@ -323,16 +336,25 @@ class _H1Connection:
                     await self.reject(exc.error_status_hint, f"bad request: {exc}\n")
                     return
                 except _Reject as exc:
-                    await self.reject(exc.status, exc.message)
+                    await self.reject(exc.status, exc.message, exc.headers)
                     return
                 if got is None:
                     return
-                await self.respond(*got)
+                try:
+                    await self.respond(*got)
+                finally:
+                    self.release_body()
                 if self.h11.our_state is not h11.DONE or self.state.closing:
                     return
                 self.h11.start_next_cycle()
         except _Abort:
             return
+        finally:
+            self.release_body()
+
+    def release_body(self) -> None:
+        self.state.bodies.release(self.reserved)
+        self.reserved = 0
 
 
 async def serve_http1(
@@ -341,14 +363,18 @@ async def serve_http1(
     limits: Limits,
     state: ConnectionState,
     initial: bytes = b"",
+    *,
+    head_started: float | None = None,
 ) -> None:
     """Serve HTTP/1.1 requests on ``stream`` until the client or the server is done.
 
-    ``initial`` is what the listener already read while deciding the protocol. Nothing
+    ``initial`` is what the listener already read while deciding the protocol, and
+    ``head_started`` when it started reading it (the head timeout counts from there). Nothing
     raised while serving leaves this function except cancellation: an unforeseen error
     ends this connection only (a 500 if no response had started, else a cut response).
     """
     connection = _H1Connection(stream, app, limits, state)
+    connection.head_started = head_started
     with boundary(state.label) as fault:
         await connection.run(initial)
     if fault:

@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import trio
 
-from lab.apps import Handler
+from lab.apps import Handler, stats
 from lab.apps import app as default_app
 from lab.capture.tap import Recorder, socket_addresses
 from lab.capture.trace import Trace
@@ -118,10 +119,25 @@ class Server:
     ) -> None:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._accept, listeners, nursery)
-            task_status.started(self)
+        stats.register(self.stats)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._accept, listeners, nursery)
+                task_status.started(self)
+        finally:
+            stats.unregister(self.stats)
+
+    def stats(self) -> dict[str, int | str]:
+        """What this server holds now (``GET /stats`` lists it)."""
+        return {
+            "url": self.url,
+            "accepted": self.accepted,
+            "connections": len(self.connections),
+            "tasks": _count_tasks(self._nursery) if self._nursery is not None else 0,
+            "buffered_body_bytes": self.bodies.used,
+            "bodies_refused": self.bodies.refused,
+        }
 
     async def _accept(self, listeners: list[trio.SocketListener], nursery: trio.Nursery) -> None:
         try:
@@ -227,6 +243,7 @@ class Server:
             local, peer = socket_addresses(socket_stream)
             holder.stream = Recorder(trace).tap(holder.stream, "server", local=local, peer=peer)
             trace.connections[-1].tls = self.tls is not None
+        started = trio.current_time()
         if alpn == "h2":
             initial: bytes | None = b""
             protocol = "h2"
@@ -242,7 +259,9 @@ class Server:
         if protocol in ("h2", "h2c"):
             await serve_h2(holder.stream, self.app, self.limits, state, initial)
         else:
-            await serve_http1(holder.stream, self.app, self.limits, state, initial)
+            await serve_http1(
+                holder.stream, self.app, self.limits, state, initial, head_started=started
+            )
 
 
 @dataclass(eq=False, slots=True)
@@ -253,13 +272,23 @@ class _Open:
     trace: Trace | None = None
 
 
+def _count_tasks(nursery: trio.Nursery) -> int:
+    """Tasks running under ``nursery``, at any depth."""
+    return sum(
+        1 + sum(_count_tasks(child) for child in task.child_nurseries)
+        for task in nursery.child_tasks
+    )
+
+
 async def sniff(stream: trio.abc.Stream, limits: Limits) -> tuple[bytes | None, str]:
     """Read until the first bytes tell HTTP/2's client preface from an HTTP/1.1 request.
 
     Returns the bytes read (to be fed to the chosen protocol) and "h2c" or "http/1.1";
-    None for the bytes when the client sent nothing before closing or timing out. As soon
-    as a byte differs from the preface it is HTTP/1.1 (an HTTP/1.1 request line cannot
-    start with "PRI * HTTP/2.0"), so an HTTP/1.1 client never waits for 24 bytes.
+    None for the bytes when there is nothing to answer: the client sent nothing before
+    closing or timing out, or it was still dribbling an HTTP/2 preface when the head
+    timeout ran out (it gets no HTTP/1.1 reply to a request it never made). As soon as a
+    byte differs from the preface it is HTTP/1.1 (an HTTP/1.1 request line cannot start
+    with "PRI * HTTP/2.0"; RFC 9113 §3.4), so an HTTP/1.1 client never waits for 24 bytes.
     """
     seen = b""
     with trio.move_on_after(limits.head_timeout):
@@ -272,7 +301,15 @@ async def sniff(stream: trio.abc.Stream, limits: Limits) -> tuple[bytes | None, 
                 return (seen or None), "http/1.1"
             seen += data
         return seen, "h2c" if seen.startswith(PREFACE) else "http/1.1"
+    if seen.startswith(PREFACE[:_PREFACE_ONLY]):
+        log.info("client preface not complete in %ss: closed", limits.head_timeout)
+        return None, "h2c"
     return (seen or None), "http/1.1"
+
+
+# "PRI * " starts only the HTTP/2 preface: PRI is no HTTP/1.1 method the lab serves, and
+# RFC 9113 §3.4 reserves it. A shorter prefix ("P", "PR") may be a dribbled "POST".
+_PREFACE_ONLY: Final = 6
 
 
 async def serve_tcp(
