@@ -225,6 +225,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from lab.bench import (  # noqa: PLC0415 - only bench needs them
+        attack_bench,
         chunked_bench,
         idle_bench,
         protocol_bench,
@@ -244,6 +245,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "idle":
         print(f"idle {args.kind} against `lab serve` in its own process ({args.count} of them)")
         print(idle_bench.table(idle_bench.run(args.count, args.kind)))
+    elif args.what == "attacks":
+        print(
+            "each attack against its own `lab serve` process; bystander time to first byte "
+            "during the attack, as a ratio to the same bystander just before it"
+        )
+        print(attack_bench.table(attack_bench.run(args.attack or None)))
     elif args.what == "sse":
         print(f"SSE decoding, lab vs httpx-sse, same input, {args.seconds:.1f} s per case")
         print(sse_bench.table(sse_bench.run(args.seconds)))
@@ -302,11 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
-    p.add_argument("what", choices=["chunked", "idle", "protocols", "sse", "stream"])
+    p.add_argument("what", choices=["attacks", "chunked", "idle", "protocols", "sse", "stream"])
     p.add_argument("--seconds", type=float, default=1.0, help="chunked: per case and decoder")
     p.add_argument("--rounds", type=int, default=5, help="stream: rounds per configuration")
     p.add_argument("--count", type=int, default=2000, help="idle: streams to open")
     p.add_argument("--kind", choices=["sse", "h2c"], default="sse", help="idle: what to open")
+    p.add_argument(
+        "--attack", action="append", default=[], metavar="NAME",
+        help="attacks: only this one (repeatable); names as in tests/attacks",
+    )  # fmt: skip
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tour", help="every scenario in order, narrated")

@@ -301,15 +301,15 @@ async def sniff(stream: trio.abc.Stream, limits: Limits) -> tuple[bytes | None, 
                 return (seen or None), "http/1.1"
             seen += data
         return seen, "h2c" if seen.startswith(PREFACE) else "http/1.1"
-    if seen.startswith(PREFACE[:_PREFACE_ONLY]):
+    if len(seen) >= _PREFACE_ONLY and PREFACE.startswith(seen):
         log.info("client preface not complete in %ss: closed", limits.head_timeout)
         return None, "h2c"
     return (seen or None), "http/1.1"
 
 
-# "PRI * " starts only the HTTP/2 preface: PRI is no HTTP/1.1 method the lab serves, and
-# RFC 9113 §3.4 reserves it. A shorter prefix ("P", "PR") may be a dribbled "POST".
-_PREFACE_ONLY: Final = 6
+# "PRI" starts only the HTTP/2 preface: PRI is no HTTP/1.1 method the lab serves, and
+# RFC 9113 §3.4 chose it for that. A shorter prefix ("P", "PR") may be a dribbled "POST".
+_PREFACE_ONLY: Final = 3
 
 
 async def serve_tcp(
