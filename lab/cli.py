@@ -250,7 +250,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "each attack against its own `lab serve` process; bystander time to first byte "
             "during the attack, as a ratio to the same bystander just before it"
         )
-        print(attack_bench.table(attack_bench.run(args.attack or None)))
+        rows = attack_bench.run(args.attack or None)
+        print(attack_bench.markdown(rows) if args.markdown else attack_bench.table(rows))
     elif args.what == "sse":
         print(f"SSE decoding, lab vs httpx-sse, same input, {args.seconds:.1f} s per case")
         print(sse_bench.table(sse_bench.run(args.seconds)))
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--attack", action="append", default=[], metavar="NAME",
         help="attacks: only this one (repeatable); names as in tests/attacks",
     )  # fmt: skip
+    p.add_argument("--markdown", action="store_true", help="attacks: the README's table")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tour", help="every scenario in order, narrated")

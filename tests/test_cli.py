@@ -141,3 +141,21 @@ def test_serve_answers_writes_traces_and_stops_on_sigint(tmp_path: Path) -> None
     assert first_conn.side == "server"
     assert first_conn.received().startswith(b"GET /tokens?n=3&interval_ms=0 HTTP/1.1\r\n")
     assert b"0\r\n\r\n" in first_conn.sent()
+
+
+def test_serve_names_a_bad_limit_and_the_known_ones() -> None:
+    import subprocess
+    import sys
+
+    for bad, says in (
+        ("nothing=1", "expected NAME=VALUE with NAME one of body_timeout,"),
+        ("head_timeout=soon", "head_timeout takes a float"),
+        ("max_body_size=-5", "must not be negative"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "lab", "serve", "--port", "0", "--limit", bad],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2
+        assert says in done.stderr
+        assert done.stderr.startswith(f"lab serve: --limit '{bad}'")

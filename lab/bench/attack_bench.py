@@ -64,6 +64,26 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[Row]) -> str:
+    """The README's table: each attack, what stops it, what it gets, what it cost."""
+    by_name = {a.name: a for a in ATTACKS}
+    lines = [
+        "| attack | what it sends | stopped by | the attacker gets | peak RSS | "
+        "bystander p50 / p99 ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        attack = by_name[str(row["attack"])]
+        ratio = f"{_cell(row['p50 ratio'])} / {_cell(row['p99 ratio'])}"
+        rss = f"{_cell(row['peak RSS MiB'])} MiB"
+        verdict = "" if row["verdict"] == "ok" else " (**answered wrong in this run**)"
+        lines.append(
+            f"| {attack.name} | {attack.what} | {attack.stopped_by} | {attack.answer}{verdict} "
+            f"| {rss} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
 def _cell(value: str | float) -> str:
     if isinstance(value, str):
         return value

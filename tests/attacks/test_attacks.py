@@ -40,3 +40,19 @@ def test_the_server_survives_and_answers_right(attack: Attack) -> None:
         assert report.stream_complete, report.stream_error
         assert report.failures == []
         assert report.first_byte_ms, "the bystander's short requests never got through"
+
+
+def test_lab_bench_attacks_prints_the_verdict_and_the_bystander_ratio() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "lab", "bench", "attacks", "--attack", "lying-length"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    header, row = out.splitlines()[-2:]
+    assert header.split()[:3] == ["attack", "answered", "verdict"]
+    assert "p50 ratio" in header
+    assert row.startswith("lying-length ")
+    assert "GOAWAY FRAME_SIZE_ERROR" in row
+    assert " ok " in row
