@@ -6,9 +6,11 @@ user (h2 has no rate limits, no timeouts and no I/O):
 - **Frames are looked at before h2 parses them.** A read is split into whole frames here
   (only the 9-byte headers are parsed, RFC 9113 §4.1), so that a header announcing more
   than the advertised SETTINGS_MAX_FRAME_SIZE is refused with GOAWAY(FRAME_SIZE_ERROR) as
-  soon as its 9 bytes are in (§4.2; h2 would buffer the whole frame first), the
-  control-frame budget is charged frame by frame, and h2 is fed one frame at a time, so
-  that a connection error is answered with exactly the right GOAWAY.
+  soon as its 9 bytes are in (§4.2; h2 would buffer the whole frame first; the frames
+  before it in the same read are still processed), the control-frame budget is charged
+  frame by frame (nothing after the frame that exceeds it is processed), and h2 is fed
+  one frame at a time, so that a connection error is answered with exactly the right
+  GOAWAY.
 - **One writer per connection.** Handlers and the read loop only queue frames; one task
   writes them (coalescing what several streams queued meanwhile). Frames the server owes
   the peer (a PING ACK, a RST_STREAM, an error GOAWAY) are never lost to a cancelled
@@ -20,20 +22,29 @@ user (h2 has no rate limits, no timeouts and no I/O):
 - **Bounded closed-stream bookkeeping** (h2 keeps 65,536 closed streams by default).
 - **A control-frame budget** against floods of frames that cost the server work without
   giving the client data: PING, SETTINGS, RST_STREAM (rapid reset, CVE-2023-44487),
-  WINDOW_UPDATE, PRIORITY, empty DATA, unknown types, streams refused over the limit and
-  the server's own resets (CVE-2019-9512, -9514, -9515, -9518). Past it,
-  GOAWAY(ENHANCE_YOUR_CALM).
+  WINDOW_UPDATE (beyond the two per DATA frame sent that acknowledge it), PRIORITY,
+  empty DATA, unknown types, DATA or HEADERS on a stream that is over (h2 answers each
+  with RST_STREAM), streams refused over the limit and the server's own resets
+  (CVE-2019-9512, -9514, -9515, -9518). Each frame spends from the connection's budget
+  and from its client address's, which every connection from that address shares
+  (lab.server.budget), so that a flood spread over many connections is stopped too.
+  Past either, GOAWAY(ENHANCE_YOUR_CALM). Handlers start once a whole read is processed,
+  so a stream reset in the read that opened it costs no handler.
 - **Request heads and bodies in budgets.** SETTINGS_MAX_HEADER_LIST_SIZE is advertised and
   a larger head gets 431 on its stream (§6.5.2, RFC 6585 §5); HPACK itself stops decoding
   at a hard cap (a connection error, since the table would be out of step). A body over
   the per-request limit gets 413 then RST_STREAM(NO_ERROR) (§8.1); bodies buffered on one
-  connection share a budget, past which a stream is refused.
+  connection share a budget, and bodies on every connection of the server another; past
+  either, a stream is refused with RST_STREAM(REFUSED_STREAM) (§8.7: safe to retry).
 - **Error codes h2 gets wrong:** an HPACK decoding failure is COMPRESSION_ERROR (§4.3), a
   SETTINGS ACK with a payload FRAME_SIZE_ERROR (§6.5); h2 says PROTOCOL_ERROR for both.
 - **The client's GOAWAY** (§6.8) stops new streams; open ones finish and PINGs are still
   answered (h2 would refuse every frame after it).
 - **Connection errors** (§5.4.1): one GOAWAY with the code, then the write side closes at
-  once; the server lingers only as a reader.
+  once; the server lingers only as a reader. Never a GOAWAY(NO_ERROR) after an error one;
+  an error after a graceful GOAWAY(NO_ERROR) gets a second GOAWAY with its code (§6.8).
+- **Shutdown**: GOAWAY(NO_ERROR) at once; streams in flight get the shutdown grace, then
+  each one still running is cancelled with RST_STREAM(CANCEL).
 - **Timeouts**: idle connections, request bodies that stop coming, and sends stalled by
   flow control or a client that does not read (RST_STREAM(CANCEL) and one log line).
 - **Fault boundaries** around each stream and the connection (see lab.server.faults).
@@ -91,6 +102,9 @@ FLAG_ACK: Final = 0x1
 # and the header-list size instead; DATA only when empty (checked per frame).
 _CONTROL_TYPES: Final = frozenset({PRIORITY, RST_STREAM, SETTINGS, PING, WINDOW_UPDATE})
 _KNOWN_TYPES: Final = frozenset(range(10))
+# A client may answer each DATA frame with two WINDOW_UPDATEs, its stream's and the
+# connection's (RFC 9113 §6.9); those are not counted as control frames.
+_UPDATES_PER_DATA_FRAME: Final = 2
 
 
 class _LabH2Connection(h2.connection.H2Connection):
@@ -168,7 +182,7 @@ class _H2Response:
     async def end(self, trailers: Headers = ()) -> None:
         if self._stream.ended:
             return
-        self._stream.ended = True
+        self._owner.mark_ended(self._stream)
         if trailers:
             fields = [(k.lower(), v) for k, v in trailers]
             self._owner.conn.send_headers(self._stream.stream_id, fields, end_stream=True)
@@ -178,17 +192,22 @@ class _H2Response:
 
 
 class _Budget:
-    """A count of control frames per one-second window."""
+    """A count of control frames per one-second window.
+
+    A window starts with the first frame counted after the previous one ended, so that
+    a burst is counted whole in one window (with windows aligned to clock seconds, a
+    burst that straddles a second boundary would be allowed twice the budget).
+    """
 
     def __init__(self, per_second: int) -> None:
         self.per_second = per_second
-        self._window = 0
+        self._window = float("-inf")
         self._count = 0
 
     def spend(self, n: int = 1) -> bool:
-        """Count ``n``; False once the budget of this second is exceeded."""
-        now = int(time.monotonic())
-        if now != self._window:
+        """Count ``n``; False once the budget of this window is exceeded."""
+        now = time.monotonic()
+        if now - self._window >= 1.0:
             self._window, self._count = now, 0
         self._count += n
         return self._count <= self.per_second
@@ -205,9 +224,16 @@ class _FrameSplitter:
         self.max_frame_size = max_frame_size
         self._buffer = bytearray()
         self._preface_done = preface_done
+        # A frame header announcing too large a frame: the connection error to raise
+        # once the frames before it (returned by the same feed) have been processed.
+        self.failed: _ConnectionError | None = None
 
     def feed(self, data: bytes) -> list[tuple[int, int, int, int, bytes]]:
-        """(type, flags, stream id, length, whole frame) for every frame ``data`` completes."""
+        """(type, flags, stream id, length, whole frame) for every frame ``data`` completes,
+        up to a frame header that announces too large a frame (then ``failed`` is set and
+        nothing more is split)."""
+        if self.failed is not None:
+            return []
         self._buffer += data
         buf = self._buffer
         if not self._preface_done:
@@ -220,15 +246,17 @@ class _FrameSplitter:
                 return []
             del buf[: len(PREFACE)]
             self._preface_done = True
-        frames = []
+        frames: list[tuple[int, int, int, int, bytes]] = []
         start = 0
         while len(buf) - start >= 9:
             length = int.from_bytes(buf[start : start + 3], "big")
             if length > self.max_frame_size:
-                raise _ConnectionError(
+                self.failed = _ConnectionError(
                     ErrorCodes.FRAME_SIZE_ERROR,
                     f"frame of {length} bytes; SETTINGS_MAX_FRAME_SIZE is {self.max_frame_size}",
                 )
+                self._buffer = bytearray()
+                return frames
             end = start + 9 + length
             if len(buf) < end:
                 break
@@ -270,15 +298,25 @@ class _H2Connection:
         self.splitter = _FrameSplitter(self.conn.max_inbound_frame_size, preface_done=False)
         self.streams: dict[int, _Stream] = {}
         self.active = 0  # streams whose handler runs
+        # Streams accepted and not yet ended (RFC 9113 §5.1.2 counts them against
+        # MAX_CONCURRENT_STREAMS); kept as a count, since a flood makes the dict large.
+        self.live = 0
+        self._ready: list[_Stream] = []  # complete requests whose handlers start next
         self.last_processed = 0  # the highest stream id handed to a handler
         self.buffered_body = 0  # request body bytes held for streams on this connection
         self.budget = _Budget(limits.h2_control_frames_per_second)
-        self._connection_window = trio.Event()
+        # WINDOW_UPDATEs the client has earned by receiving DATA, which do not spend from
+        # the budget: a client that acknowledges every DATA frame of a fast download
+        # sends thousands a second. Banked up to two seconds' worth of the budget.
+        self._update_credit = 0
+        self._update_credit_max = 2 * limits.h2_control_frames_per_second
         self._nursery: trio.Nursery | None = None
         self._no_streams = trio.Event()
         self._no_streams.set()
         self._activity = trio.Event()  # set by every read; the watchdog's idle clock
-        self._goaway_sent = False
+        # The code of the last GOAWAY queued (None: none yet). One per connection, but
+        # for an error after a graceful GOAWAY(NO_ERROR), which gets its own (§6.8).
+        self._goaway_code: ErrorCodes | None = None
         self._peer_goaway = False  # the client sent GOAWAY: finish, then close
         # The writer: bytes queued for the socket, how many were ever queued and written.
         self._out = bytearray()
@@ -359,16 +397,20 @@ class _H2Connection:
                 self.conn.max_outbound_frame_size,
             )
             if window <= 0:
-                # Wait for WINDOW_UPDATE on this stream or on the connection.
+                # Wait for WINDOW_UPDATE on this stream or on the connection (which sets
+                # every stream's event), or a new SETTINGS_INITIAL_WINDOW_SIZE. One plain
+                # event, no nursery: a cancelled handler sees a plain trio.Cancelled.
                 stream.window_open = trio.Event()
-                self._connection_window = trio.Event()
                 with trio.move_on_after(self.limits.send_timeout) as waited:
-                    await _first(stream.window_open, self._connection_window)
+                    await stream.window_open.wait()
                 if waited.cancelled_caught:
                     raise _Stalled
                 continue
             self.conn.send_data(stream.stream_id, bytes(view[:window]))
             view = view[window:]
+            self._update_credit = min(
+                self._update_credit + _UPDATES_PER_DATA_FRAME, self._update_credit_max
+            )
             await self.flush()
 
     # -- streams ---------------------------------------------------------------------
@@ -471,10 +513,24 @@ class _H2Connection:
             self._reset(stream, ErrorCodes.NO_ERROR)
         self._queue()
 
-    def _release(self, stream: _Stream) -> None:
+    def _give_back(self, stream: _Stream) -> None:
+        """Return a stream's request body bytes to the connection's and server's budgets."""
         self.buffered_body -= stream.held
+        self.state.bodies.release(stream.held)
         stream.held = 0
+
+    def mark_ended(self, stream: _Stream) -> None:
+        """The server sent END_STREAM or RST_STREAM on ``stream``, or the client reset it:
+        it no longer counts against MAX_CONCURRENT_STREAMS."""
+        if not stream.ended:
+            stream.ended = True
+            if self.streams.get(stream.stream_id) is stream:
+                self.live -= 1
+
+    def _release(self, stream: _Stream) -> None:
+        self._give_back(stream)
         stream.body = bytearray()
+        self.mark_ended(stream)
         if self.streams.pop(stream.stream_id, None) is None:
             return
         if stream.running:
@@ -488,26 +544,41 @@ class _H2Connection:
         stream_id = stream if isinstance(stream, int) else stream.stream_id
         known = self.streams.get(stream_id)
         if known is not None:
-            known.ended = True
+            self.mark_ended(known)
+        if self._pending_error is not None:
+            return  # the connection is about to end with GOAWAY, which closes the stream
+        # The server's own resets cost frames too: a client that provokes them (streams
+        # over the limit, say) spends from the same budgets. Checked before the frame is
+        # made, so that the reset over the budget is not sent: GOAWAY comes instead.
+        self._pending_error = self._overspent("provoked RST_STREAM")
+        if self._pending_error is not None:
+            self._read_scope.cancel()
+            return
         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             self.conn.reset_stream(stream_id, code)
-            # The server's own resets cost frames too: a client that provokes them
-            # (streams over the limit, say) spends from the same budget.
-            if not self.budget.spend() and self._pending_error is None:
-                self._pending_error = _ConnectionError(
-                    ErrorCodes.ENHANCE_YOUR_CALM,
-                    f"provoked too many RST_STREAM: over {self.budget.per_second} "
-                    "control frames a second",
-                )
-                self._read_scope.cancel()
 
     def _cancel_all(self) -> None:
         for stream in self.streams.values():
             stream.scope.cancel()
 
     def _start_stream(self, stream: _Stream) -> None:
+        """Run ``stream``'s handler once the frames of this read are processed (see
+        _launch)."""
+        self._ready.append(stream)
+
+    def _launch(self) -> None:
+        """Start the handlers of the streams made ready, but not those the client reset
+        meanwhile: HEADERS and RST_STREAM in one read (rapid reset, CVE-2023-44487) cost
+        no task and no handler."""
+        ready, self._ready = self._ready, []
+        for stream in ready:
+            if self.streams.get(stream.stream_id) is not stream or stream.running:
+                continue  # reset and released meanwhile, or made ready twice
+            self._launch_one(stream)
+
+    def _launch_one(self, stream: _Stream) -> None:
         assert self._nursery is not None
-        if self.state.closing or self._goaway_sent:
+        if self.state.closing or self._goaway_code is not None:
             # After GOAWAY no new stream is processed (RFC 9113 §6.8).
             self._reset(stream, ErrorCodes.REFUSED_STREAM)
             self._release(stream)
@@ -520,8 +591,7 @@ class _H2Connection:
 
     def _answer_early(self, stream: _Stream, status: int, message: str) -> None:
         """Answer ``status`` before the request is complete, then stop its body."""
-        self.buffered_body -= stream.held
-        stream.held = 0
+        self._give_back(stream)
         stream.body = bytearray()
         stream.status_override = (status, message)
         if not stream.running:
@@ -531,12 +601,22 @@ class _H2Connection:
 
     def _check_frame(self, kind: int, flags: int, stream_id: int, length: int, raw: bytes) -> bool:
         """The lab's own rules for one frame before h2 sees it; False: do not feed h2."""
-        if (
+        if kind == WINDOW_UPDATE and self._update_credit:
+            self._update_credit -= 1  # answers DATA the server sent: not a flood
+        elif (
             kind in _CONTROL_TYPES
             or kind not in _KNOWN_TYPES
             or (kind == DATA and length == 0 and not flags & FLAG_END_STREAM)
         ):
             self._spend(_TYPE_NAMES.get(kind, f"type-{kind}"))
+        elif (
+            kind in (DATA, HEADERS)
+            and 0 < stream_id <= self.conn.highest_inbound_stream_id
+            and stream_id not in self.streams
+        ):
+            # A frame on a stream that is over: no request data, and h2 answers each one
+            # on a reset stream with RST_STREAM(STREAM_CLOSED) (CVE-2019-9514).
+            self._spend(f"{'DATA' if kind == DATA else 'HEADERS'} on a closed stream")
         if kind == SETTINGS and flags & FLAG_ACK and length:
             raise _ConnectionError(
                 ErrorCodes.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload (RFC 9113 §6.5)"
@@ -555,11 +635,27 @@ class _H2Connection:
         return True
 
     def _spend(self, what: str) -> None:
-        if not self.budget.spend():
-            raise _ConnectionError(
+        error = self._overspent(what)
+        if error is not None:
+            raise error
+
+    def _overspent(self, what: str) -> _ConnectionError | None:
+        """Spend one control frame from this connection's budget and from its client
+        address's (shared by every connection from there); the error if either is over."""
+        own = self.budget.spend()
+        shared = self.state.addresses.spend(self.state.peer_host)
+        if not own:
+            return _ConnectionError(
                 ErrorCodes.ENHANCE_YOUR_CALM,
                 f"too many {what} frames: over {self.budget.per_second} control frames a second",
             )
+        if not shared:
+            return _ConnectionError(
+                ErrorCodes.ENHANCE_YOUR_CALM,
+                f"too many {what} frames from {self.state.peer_host}: over "
+                f"{self.state.addresses.per_second} control frames a second from one address",
+            )
+        return None
 
     def _receive(self, data: bytes) -> None:
         """Feed one read: split it into frames, check each, hand it to h2, act on events."""
@@ -581,6 +677,9 @@ class _H2Connection:
                 self._handle(event)
             if self._pending_error is not None:
                 raise self._pending_error
+        if self.splitter.failed is not None:
+            raise self.splitter.failed
+        self._launch()
 
     def _handle(self, event: h2.events.Event) -> None:
         """Act on one h2 event."""
@@ -597,7 +696,7 @@ class _H2Connection:
         elif isinstance(event, h2.events.StreamReset):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                stream.ended = True
+                self.mark_ended(stream)
                 stream.scope.cancel()  # the client gave up: stop generating
                 if not stream.running:
                     self._release(stream)
@@ -607,7 +706,6 @@ class _H2Connection:
                 if stream is not None:
                     stream.window_open.set()
             else:
-                self._connection_window.set()
                 for stream in self.streams.values():
                     stream.window_open.set()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
@@ -619,13 +717,13 @@ class _H2Connection:
         sid = event.stream_id
         # RFC 9113 §5.1.2 counts open and half-closed streams: those accepted here and
         # not yet ended. One over the limit is refused, not the whole connection.
-        live = sum(1 for s in self.streams.values() if not s.ended)
-        if live >= self.limits.h2_max_concurrent_streams or self._peer_goaway:
+        if self.live >= self.limits.h2_max_concurrent_streams or self._peer_goaway:
             self._reset(sid, ErrorCodes.REFUSED_STREAM)  # spends from the budget
             return
         fields = [(bytes(k), bytes(v)) for k, v in event.headers or []]
         stream = _Stream(sid, headers=fields)
         self.streams[sid] = stream
+        self.live += 1
         stream.body_deadline = trio.current_time() + self.limits.body_timeout
         if event.stream_ended is not None:
             stream.complete = True
@@ -653,11 +751,14 @@ class _H2Connection:
                 stream, 413, f"request body over {self.limits.max_body_size} bytes\n"
             )
             return
+        refused = None
         if self.buffered_body + len(data) > self.limits.h2_max_buffered_body:
-            log.info(
-                "%s: %d request body bytes buffered: stream %d refused",
-                self.state.label, self.buffered_body, stream.stream_id,
-            )  # fmt: skip
+            refused = f"{self.buffered_body} request body bytes buffered on this connection"
+        elif not self.state.bodies.reserve(len(data)):
+            refused = f"{self.state.bodies.used} request body bytes buffered by the server"
+        if refused is not None:
+            # Refused before any processing: the client may retry it (§8.7).
+            log.info("%s: %s: stream %d refused", self.state.label, refused, stream.stream_id)
             self._reset(stream, ErrorCodes.REFUSED_STREAM)
             self._release(stream)
             return
@@ -703,17 +804,21 @@ class _H2Connection:
                 self._answer_early(stream, 408, "request body not complete in time\n")
             else:
                 next_deadline = min(next_deadline, stream.body_deadline)
+        self._launch()
         self._queue()
         return next_deadline
 
     async def _watchdog(self) -> None:
         """The idle and body timeouts, and the shutdown sequence: GOAWAY at once, keep
-        reading (the streams in flight still need WINDOW_UPDATEs), stop once they are done."""
+        reading (the streams in flight still need WINDOW_UPDATEs), stop once they are done
+        or the grace is over (then each stream still running is cancelled and gets
+        RST_STREAM(CANCEL))."""
         while True:
             if self.state.closing:
                 self.goaway(ErrorCodes.NO_ERROR)
                 with trio.move_on_after(self.limits.shutdown_grace):
                     await self._no_streams.wait()
+                self._cancel_all()
                 self._read_scope.cancel()
                 return
             deadline = self._expire_bodies()
@@ -729,15 +834,18 @@ class _H2Connection:
                 return
 
     def goaway(self, code: ErrorCodes, debug: bytes = b"") -> None:
-        """Queue the connection's one GOAWAY (later calls do nothing).
+        """Queue the connection's GOAWAY: one, or two when a connection error follows a
+        graceful GOAWAY(NO_ERROR) (RFC 9113 §6.8: "MAY send multiple GOAWAY frames if
+        circumstances change"); never a GOAWAY(NO_ERROR) after an error one.
 
         Written here rather than through h2's close_connection(): h2 moves to CLOSED the
         moment it sends GOAWAY and then refuses to send anything on the streams still in
         flight. Streams that arrive after it are refused by _start_stream.
         """
-        if self._goaway_sent:
+        sent = self._goaway_code
+        if sent is not None and (code == ErrorCodes.NO_ERROR or sent != ErrorCodes.NO_ERROR):
             return
-        self._goaway_sent = True
+        self._goaway_code = code
         frame = GoAwayFrame(0)
         frame.last_stream_id = self.last_processed
         frame.error_code = code
@@ -754,11 +862,49 @@ class _H2Connection:
         return bytes(frame.serialize())
 
     async def run(self, initial: bytes) -> None:
+        """Serve the connection; an unforeseen error ends it with GOAWAY(INTERNAL_ERROR).
+
+        The writer runs outside the fault boundary, so that the GOAWAY after an internal
+        error goes through it too: after whole frames, never into the middle of one.
+        """
+        close: str | None = None
+        try:
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._writer)
+                self._queue(self._settings_frame())
+                with boundary(self.state.label) as fault:
+                    close = await self._run(initial)
+                if fault:
+                    # The connection's state is unknown: what h2 still had to send is
+                    # dropped, the GOAWAY follows the frames already queued.
+                    with boundary(f"{self.state.label}, answering an internal error"):
+                        self.conn.data_to_send()
+                        self.goaway(ErrorCodes.INTERNAL_ERROR)
+                    self._sealed = True
+                    close = "error"
+                await self._drain()
+                outer.cancel_scope.cancel()
+        finally:
+            # Whatever ended the connection, the bodies it held go back to the budgets.
+            for stream in list(self.streams.values()):
+                self._release(stream)
+        if self._broken:
+            return
+        if close == "error":
+            # The client must see the close at once: FIN now, then read (not write) for
+            # a while, so that what it still sends does not turn the close into a reset.
+            await linger(self.stream, self.limits, reader_only=True)
+        elif close == "graceful":
+            await linger(self.stream, self.limits)
+
+    async def _run(self, initial: bytes) -> str | None:
+        """Read, run the streams and the watchdog; how the connection is to be closed:
+        "error" (an error GOAWAY is queued), "graceful" (GOAWAY(NO_ERROR), the streams
+        are done) or None (the client is gone)."""
         error: _ConnectionError | None = None
+        close = None
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._writer)
-            self._queue(self._settings_frame())
             nursery.start_soon(self._watchdog)
             with self._read_scope:
                 try:
@@ -773,27 +919,20 @@ class _H2Connection:
                 )
                 self.goaway(error.code, error.message.encode()[:256])
                 self._sealed = True
-                self._cancel_all()
-                await self._drain()
-                await linger(self.stream, self.limits, reader_only=True)
+                close = "error"
             elif not self.state.client_gone and not self._broken:
                 # Reading is over; say which streams will still be answered, let them
-                # finish (bounded), then close so that the GOAWAY is read.
+                # finish (bounded), cancel the rest (each gets RST_STREAM(CANCEL)), then
+                # close so that the GOAWAY is read.
                 self.goaway(ErrorCodes.NO_ERROR)
                 with trio.move_on_after(self.limits.shutdown_grace):
                     await self._no_streams.wait()
-                await self._drain()
-                await linger(self.stream, self.limits)
-            nursery.cancel_scope.cancel()
-
-    async def fail(self) -> None:
-        """After an internal error: GOAWAY(INTERNAL_ERROR) straight to the socket (the
-        connection's state is unknown, so nothing else is sent), then close."""
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self.last_processed
-        frame.error_code = ErrorCodes.INTERNAL_ERROR
-        with trio.move_on_after(self.limits.close_timeout):
-            await self.stream.send_all(frame.serialize())
+                self._cancel_all()
+                with trio.move_on_after(self.limits.close_timeout):
+                    await self._no_streams.wait()
+                close = "graceful"
+            nursery.cancel_scope.cancel()  # the watchdog, any stream left
+        return close
 
 
 _TYPE_NAMES: Final = {
@@ -827,8 +966,7 @@ async def serve_h2(
     error ends this connection only, with GOAWAY(INTERNAL_ERROR).
     """
     connection = _H2Connection(stream, app, limits, state)
-    with boundary(state.label) as fault:
+    # Inside, a boundary around everything but the writer answers with GOAWAY; this one
+    # catches what escapes the writer or the closing itself (nothing more is written).
+    with boundary(f"{state.label}, writing or closing"):
         await connection.run(initial)
-    if fault:
-        with boundary(f"{state.label}, answering an internal error"):
-            await connection.fail()
