@@ -197,6 +197,30 @@ async def slowloris_preface(port: int) -> list[str]:
     return await _each(100, one)
 
 
+async def slowloris_h2(port: int) -> list[str]:
+    frame = h2_headers(1, "/")
+
+    async def one(i: int) -> list[str]:
+        stream = await open_conn(port)
+        async with stream:
+            await stream.send_all(h2_hello())
+            seen = b""
+            with trio.move_on_after(20):
+                for byte in frame:  # the request's HEADERS frame, a byte per 0.3 s
+                    try:
+                        await stream.send_all(bytes([byte]))
+                    except trio.BrokenResourceError:
+                        break
+                    with trio.move_on_after(0.3):
+                        while data := await stream.receive_some(65536):
+                            seen += data  # SETTINGS, its ACK ... and then?
+                        return h2_outcomes(seen)  # closed: what came before the close
+                return ["never closed"]
+            return ["never closed"]
+
+    return await _each(100, one)
+
+
 def _rapid_reset(count: int, first: int = 1) -> bytes:
     frames = b""
     for i in range(count):
@@ -381,6 +405,9 @@ ATTACKS: Final = (
     _a("slowloris-preface", "100 connections dribble the HTTP/2 client preface",
        "head_timeout (counted from the first byte)", "close, no HTTP/1.1 reply",
        slowloris_preface, {"closed"}),
+    _a("slowloris-h2", "100 connections dribble a HEADERS frame, a byte per 0.3 s",
+       "head_timeout (for a frame or header block, from its first byte)", "GOAWAY(NO_ERROR), "
+       "then close", slowloris_h2, {"GOAWAY NO_ERROR"}),
     _a("smuggling", "CL+TE, two Content-Lengths, bad chunk size, unknown coding, "
        "space before colon, obs-fold, bare LF",
        "h11's parser; CL+TE refused by the lab (RFC 9112 §6.1)", "400 (501 for an unknown "
@@ -398,7 +425,7 @@ ATTACKS: Final = (
        {EYC, "status 200"}, {EYC}),
     _a("rapid-reset-many", "10 connections x 900 HEADERS + RST_STREAM from one address",
        "h2_control_frames_per_address_per_second", "GOAWAY(ENHANCE_YOUR_CALM)",
-       rapid_reset_many, {EYC, "status 200", "closed"}, {EYC}),
+       rapid_reset_many, {EYC, "status 200", "closed", "GOAWAY NO_ERROR"}, {EYC}),
     _a("ping-flood", "5,000 PINGs", "h2_control_frames_per_second",
        "GOAWAY(ENHANCE_YOUR_CALM)", _flood(PingFrame(0).serialize()), {EYC}),
     _a("settings-flood", "5,000 SETTINGS", "h2_control_frames_per_second",

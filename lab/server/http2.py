@@ -97,11 +97,15 @@ DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDO
 CONTINUATION: Final = 9
 FLAG_END_STREAM: Final = 0x1
 FLAG_ACK: Final = 0x1
+FLAG_END_HEADERS: Final = 0x4
 # Frame types that cost the server work without carrying request data; each one spends
 # from the control-frame budget. HEADERS and CONTINUATION are bounded by the stream limit
 # and the header-list size instead; DATA only when empty (checked per frame).
 _CONTROL_TYPES: Final = frozenset({PRIORITY, RST_STREAM, SETTINGS, PING, WINDOW_UPDATE})
 _KNOWN_TYPES: Final = frozenset(range(10))
+# Frames parsed from one read before other tasks get a turn: parsing one costs h2 about
+# 20-50 µs, so a turn is a few milliseconds at most.
+FRAMES_PER_TURN: Final = 64
 # A client may answer each DATA frame with two WINDOW_UPDATEs, its stream's and the
 # connection's (RFC 9113 §6.9); those are not counted as control frames.
 _UPDATES_PER_DATA_FRAME: Final = 2
@@ -268,6 +272,11 @@ class _FrameSplitter:
             del buf[:start]
         return frames
 
+    @property
+    def incomplete(self) -> bool:
+        """Part of the preface or of a frame is in, the rest not yet."""
+        return not self._preface_done or bool(self._buffer)
+
 
 class _H2Connection:
     def __init__(
@@ -330,6 +339,11 @@ class _H2Connection:
         # A connection error found outside the read loop (the server's own resets over
         # the budget): the read loop is cancelled and run() answers it.
         self._pending_error: _ConnectionError | None = None
+        # Slowloris over HTTP/2: since when a frame, the preface or a header block has
+        # been incomplete. All of it must arrive within head_timeout of its first byte,
+        # as an HTTP/1.1 request head must (reads in between do not reset the clock).
+        self._header_block_open = False
+        self._incomplete_since: float | None = trio.current_time()
 
     # -- the writer ------------------------------------------------------------------
 
@@ -601,6 +615,9 @@ class _H2Connection:
 
     def _check_frame(self, kind: int, flags: int, stream_id: int, length: int, raw: bytes) -> bool:
         """The lab's own rules for one frame before h2 sees it; False: do not feed h2."""
+        if kind in (HEADERS, PUSH_PROMISE, CONTINUATION):
+            # A header block runs from HEADERS to the frame with END_HEADERS (§4.3).
+            self._header_block_open = not flags & FLAG_END_HEADERS
         if kind == WINDOW_UPDATE and self._update_credit:
             self._update_credit -= 1  # answers DATA the server sent: not a flood
         elif (
@@ -657,9 +674,16 @@ class _H2Connection:
             )
         return None
 
-    def _receive(self, data: bytes) -> None:
-        """Feed one read: split it into frames, check each, hand it to h2, act on events."""
-        for kind, flags, stream_id, length, raw in self.splitter.feed(data):
+    async def _receive(self, data: bytes) -> None:
+        """Feed one read: split it into frames, check each, hand it to h2, act on events.
+
+        A read may hold thousands of small frames; every FRAMES_PER_TURN of them the
+        event loop gets a turn, so that other connections are not held up while one
+        client's burst is parsed (handlers start once the whole read is in, see _launch).
+        """
+        for count, (kind, flags, stream_id, length, raw) in enumerate(self.splitter.feed(data)):
+            if count and not count % FRAMES_PER_TURN:
+                await trio.lowlevel.checkpoint()
             if not self._check_frame(kind, flags, stream_id, length, raw):
                 continue
             self._queue()  # what h2 owed before this frame is not lost on an error below
@@ -777,7 +801,11 @@ class _H2Connection:
         while True:
             if data:
                 self._activity.set()
-                self._receive(data)
+                await self._receive(data)
+                if not (self.splitter.incomplete or self._header_block_open):
+                    self._incomplete_since = None
+                elif self._incomplete_since is None:
+                    self._incomplete_since = trio.current_time()
                 # Back-pressure: a client that sends frames the server must answer (PING)
                 # but does not read the answers is not read from either.
                 target = self._queue()
@@ -794,9 +822,20 @@ class _H2Connection:
                 return
 
     def _expire_bodies(self) -> float:
-        """Answer 408 on streams whose body stopped coming; the next such deadline."""
+        """Answer 408 on streams whose body stopped coming, end a connection whose frame
+        or header block is late; the next such deadline."""
         now = trio.current_time()
         next_deadline = now + self.limits.idle_timeout
+        if self._incomplete_since is not None and self._pending_error is None:
+            late = self._incomplete_since + self.limits.head_timeout
+            if late <= now:
+                self._pending_error = _ConnectionError(
+                    ErrorCodes.NO_ERROR,
+                    f"a frame or header block not complete in {self.limits.head_timeout}s",
+                )
+                self._read_scope.cancel()
+            else:
+                next_deadline = min(next_deadline, late)
         for stream in list(self.streams.values()):
             if stream.complete or stream.running:
                 continue
@@ -827,9 +866,13 @@ class _H2Connection:
                     await _first(self._no_streams, self.state.closing_event)
                 continue
             self._activity = trio.Event()
-            with trio.move_on_at(deadline) as timer:
+            idle_at = trio.current_time() + self.limits.idle_timeout
+            with trio.move_on_at(deadline):
                 await _first(self._activity, self.state.closing_event)
-            if timer.cancelled_caught and not self.streams:
+            # Woken by a body or frame deadline, the loop deals with it; by nothing at
+            # all for idle_timeout, the connection is idle.
+            idle = trio.current_time() >= idle_at and not self._activity.is_set()
+            if idle and not self.streams and self._pending_error is None:
                 self._read_scope.cancel()  # idle too long
                 return
 

@@ -20,6 +20,7 @@ from lab.apps import app as default_app
 from lab.capture.tap import Recorder, socket_addresses
 from lab.capture.trace import Trace
 from lab.server.budget import AddressBudgets, ServerBudget
+from lab.server.closing import LingeringTransport
 from lab.server.faults import boundary
 from lab.server.http1 import http_date, serve_http1
 from lab.server.http2 import PREFACE, serve_h2
@@ -167,7 +168,9 @@ class Server:
         self._nursery.start_soon(self._cancel_after_grace)
 
     async def _cancel_after_grace(self) -> None:
-        with trio.move_on_after(self.limits.shutdown_grace):
+        # Each connection ends its own streams when the grace is over (HTTP/2 resets
+        # them); the server cancels what is left only after that had time to be written.
+        with trio.move_on_after(self.limits.shutdown_grace + self.limits.close_timeout):
             await self._no_connections.wait()
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
@@ -223,7 +226,8 @@ class Server:
         assert isinstance(socket_stream, trio.SocketStream)
         alpn = None
         if self.tls is not None:
-            tls_stream = trio.SSLStream(socket_stream, self.tls.context, server_side=True)
+            transport = LingeringTransport(socket_stream, self.limits)
+            tls_stream = trio.SSLStream(transport, self.tls.context, server_side=True)
             holder.stream = tls_stream
             with trio.move_on_after(self.limits.head_timeout) as handshake:
                 try:
@@ -300,7 +304,10 @@ async def sniff(stream: trio.abc.Stream, limits: Limits) -> tuple[bytes | None, 
             if not data:
                 return (seen or None), "http/1.1"
             seen += data
-        return seen, "h2c" if seen.startswith(PREFACE) else "http/1.1"
+        # "PRI * HTTP/2.0" is HTTP/2's whatever follows: a preface that goes wrong after
+        # its first line is HTTP/2's connection error (RFC 9113 §3.4), not an HTTP/1.1
+        # request for "*".
+        return seen, "h2c" if seen.startswith(PREFACE[:_PREFACE_LINE]) else "http/1.1"
     if len(seen) >= _PREFACE_ONLY and PREFACE.startswith(seen):
         log.info("client preface not complete in %ss: closed", limits.head_timeout)
         return None, "h2c"
@@ -310,6 +317,7 @@ async def sniff(stream: trio.abc.Stream, limits: Limits) -> tuple[bytes | None, 
 # "PRI" starts only the HTTP/2 preface: PRI is no HTTP/1.1 method the lab serves, and
 # RFC 9113 §3.4 chose it for that. A shorter prefix ("P", "PR") may be a dribbled "POST".
 _PREFACE_ONLY: Final = 3
+_PREFACE_LINE: Final = len(b"PRI * HTTP/2.0\r\n")
 
 
 async def serve_tcp(

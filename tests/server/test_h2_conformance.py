@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import hpack
 import pytest
 import trio
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
@@ -23,6 +24,7 @@ from lab.server import Limits
 from tests.server.h2raw import (
     CANCEL,
     COMPRESSION_ERROR,
+    CONTINUATION,
     DATA,
     END_HEADERS,
     END_STREAM,
@@ -37,6 +39,7 @@ from tests.server.h2raw import (
     PUSH_PROMISE,
     REFUSED_STREAM,
     SETTINGS_ACK,
+    Client,
     RawH2,
     client_start,
     data,
@@ -119,9 +122,7 @@ def test_the_preface_exchange_byte_for_byte(protocol: str) -> None:
     run(main)
 
 
-def test_a_preface_that_diverges_after_its_first_line(
-    protocol: str, request: pytest.FixtureRequest
-) -> None:
+def test_a_preface_that_diverges_after_its_first_line(protocol: str) -> None:
     """A client that chose h2 by ALPN (or by prior knowledge) but sends something else
     after the preface's first line: SETTINGS, GOAWAY(PROTOCOL_ERROR), and a prompt close
     (§3.4: an invalid preface "MUST be treated as a connection error")."""
@@ -135,23 +136,23 @@ def test_a_preface_that_diverges_after_its_first_line(
                 settings_for(limits), ("GOAWAY", 0, PROTOCOL_ERROR),
             ]  # fmt: skip
 
-    if protocol == "h2c":
-        # The listener tells h2c from HTTP/1.1 by the whole 24-byte preface, so this goes
-        # to HTTP/1.1, which answers a "PRI *" request with 404 and the rest with 400.
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="lab.server.listener.sniff sends a preface that diverges after "
-                "'PRI * HTTP/2.0\\r\\n' to HTTP/1.1",
-            )
-        )
     run(main)
 
 
 def test_http1_over_alpn_h2(protocol: str) -> None:
-    """An HTTP/1.1 request on a connection that negotiated h2: the same connection error."""
+    """An HTTP/1.1 request on a connection that negotiated h2: the same connection error.
+    Over cleartext there is nothing to negotiate, and it is simply HTTP/1.1."""
     if protocol == "h2c":
-        pytest.skip("over cleartext this is simply HTTP/1.1")
+
+        async def plain() -> None:
+            async with server_for(protocol) as server:
+                raw = await RawH2.open(server, protocol, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                with trio.fail_after(5):
+                    answer = await raw.conn.stream.receive_some(65536)
+                assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+
+        run(plain)
+        return
     limits = Limits(linger_timeout=LINGER_LONG)
 
     async def main() -> None:
@@ -813,5 +814,49 @@ def test_bodies_held_by_a_connection_that_leaves_are_returned(protocol: str) -> 
             with trio.fail_after(5):
                 await server.wait_no_connections()
             assert server.bodies.used == 0
+
+    run(main)
+
+
+# -- slowloris (§4: a frame or header block must arrive within the head timeout) ----
+
+
+def test_a_frame_dribbled_past_the_head_timeout_ends_the_connection(protocol: str) -> None:
+    """Reads keep coming, so the idle timeout never fires; the frame's own deadline does."""
+    limits = Limits(head_timeout=0.5, linger_timeout=LINGER_LONG)
+
+    async def main() -> None:
+        async with server_for(protocol, limits=limits) as server:
+            raw = await RawH2.open(server, protocol, client_start())
+            request = Client().get(1, "/")
+            started = trio.current_time()
+            with trio.move_on_after(4 * limits.head_timeout):
+                for byte in request[:-1]:  # never the last byte
+                    await raw.send_quietly(bytes([byte]))
+                    await trio.sleep(limits.head_timeout / 10)
+            frames = await raw.clean_close(PROMPT)
+            assert goaways(frames) == [(0, NO_ERROR)]
+            assert trio.current_time() - started < 3 * limits.head_timeout
+
+    run(main)
+
+
+def test_a_header_block_left_open_past_the_head_timeout_ends_the_connection(
+    protocol: str,
+) -> None:
+    """HEADERS without END_HEADERS, then CONTINUATION frames that never end the block."""
+    limits = Limits(head_timeout=0.5, linger_timeout=LINGER_LONG)
+
+    async def main() -> None:
+        async with server_for(protocol, limits=limits) as server:
+            raw = await RawH2.open(server, protocol, client_start())
+            block = hpack.Encoder().encode(request_fields("/"))
+            await raw.send(frame(HEADERS, END_STREAM, 1, block[:3]))
+            with trio.move_on_after(4 * limits.head_timeout):
+                for byte in block[3:-1]:
+                    await raw.send_quietly(frame(CONTINUATION, 0, 1, bytes([byte])))
+                    await trio.sleep(limits.head_timeout / 10)
+            frames = await raw.clean_close(PROMPT)
+            assert goaways(frames) == [(0, NO_ERROR)]
 
     run(main)
