@@ -31,6 +31,7 @@ __all__ = [
     "open_conn",
     "read_until_close",
     "reset",
+    "split_frames",
 ]
 
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -105,6 +106,21 @@ def h2_headers(
     return bytes(frame.serialize())
 
 
+def split_frames(raw: bytes) -> tuple[list[Frame], int]:
+    """The whole frames at the start of ``raw``, parsed by hyperframe, and how many bytes
+    of a partial frame follow them."""
+    frames: list[Frame] = []
+    view = memoryview(raw)
+    while len(view) >= 9:
+        frame, length = Frame.parse_frame_header(view[:9])
+        if len(view) < 9 + length:
+            break
+        frame.parse_body(view[9 : 9 + length])
+        frames.append(frame)
+        view = view[9 + length :]
+    return frames, len(view)
+
+
 def h2_outcomes(raw: bytes) -> list[str]:
     """What the server told the client: "GOAWAY <code>", "RST_STREAM <code>" and
     "status NNN" per response, in order; frames are parsed by hyperframe."""
@@ -112,13 +128,7 @@ def h2_outcomes(raw: bytes) -> list[str]:
     decoder = hpack.Decoder()
     decoder.max_header_list_size = 1 << 20
     block = b""
-    view = memoryview(raw)
-    while len(view) >= 9:
-        frame, length = Frame.parse_frame_header(view[:9])
-        if len(view) < 9 + length:
-            break
-        frame.parse_body(view[9 : 9 + length])
-        view = view[9 + length :]
+    for frame in split_frames(raw)[0]:
         if isinstance(frame, GoAwayFrame):
             out.append(f"GOAWAY {_code(frame.error_code)}")
         elif isinstance(frame, RstStreamFrame):

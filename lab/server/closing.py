@@ -50,14 +50,19 @@ async def _drain_after_eof(stream: trio.abc.HalfCloseableStream, limits: Limits)
     with trio.move_on_after(limits.linger_timeout):
         try:
             await stream.send_eof()
-            drained = 0
-            while drained < limits.linger_bytes:
-                data = await stream.receive_some(limits.receive_size)
-                if not data:
-                    break
-                drained += len(data)
+            await _drain(stream, limits)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+
+async def _drain(stream: trio.abc.ReceiveStream, limits: Limits) -> None:
+    """Read and discard until EOF or ``linger_bytes``."""
+    drained = 0
+    while drained < limits.linger_bytes:
+        data = await stream.receive_some(limits.receive_size)
+        if not data:
+            break
+        drained += len(data)
 
 
 def _transport_under_tls(stream: trio.abc.Stream) -> LingeringTransport | None:
@@ -98,11 +103,6 @@ async def linger(stream: trio.abc.Stream, limits: Limits, *, reader_only: bool =
                 if transport is not None:
                     transport.linger_on_close = True
                 return
-            drained = 0
-            while drained < limits.linger_bytes:
-                data = await stream.receive_some(limits.receive_size)
-                if not data:
-                    break
-                drained += len(data)
+            await _drain(stream, limits)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass

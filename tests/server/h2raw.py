@@ -26,6 +26,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from lab.attacks import wire
 from lab.server import Server
 from tests.server.helpers import WAIT
 from tests.server.peers import Conn, connect
@@ -126,17 +127,9 @@ class Client:
 def split_frames(raw: bytes, *, whole: bool = True) -> list[Frame]:
     """Every frame in ``raw`` (hyperframe's parser); with ``whole``, ``raw`` must end
     exactly at a frame boundary."""
-    frames: list[Frame] = []
-    view = memoryview(raw)
-    while len(view) >= 9:
-        parsed, length = Frame.parse_frame_header(view[:9])
-        if len(view) < 9 + length:
-            break
-        parsed.parse_body(view[9 : 9 + length])
-        frames.append(parsed)
-        view = view[9 + length :]
+    frames, left = wire.split_frames(raw)
     if whole:
-        assert not view, f"{len(view)} bytes of a partial frame after {len(frames)} frames"
+        assert not left, f"{left} bytes of a partial frame after {len(frames)} frames"
     return frames
 
 

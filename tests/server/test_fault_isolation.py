@@ -22,6 +22,7 @@ from lab.apps import Request, ResponseStream
 from lab.apps import app as lab_app
 from lab.apps.tokens import tokens_for
 from lab.server import Limits, Server
+from tests.server.h2raw import split_frames
 from tests.server.helpers import run
 from tests.server.peers import (
     PROTOCOLS,
@@ -288,7 +289,7 @@ def test_an_internal_error_on_an_h2_connection_is_goaway_internal_error(
             async with bystander(server, protocol):
                 conn = await connect(server, protocol)
                 await conn.send(request_bytes(protocol, "GET", "/inject"))
-                frames = _frames(await conn.read_until_close())
+                frames = split_frames(await conn.read_until_close(), whole=False)
                 goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
                 assert [g.error_code for g in goaways] == [h2.errors.ErrorCodes.INTERNAL_ERROR]
             await still_serves(server, protocol)
@@ -335,23 +336,9 @@ async def _frames_until(conn: Conn, done: Callable[[Frame], bool]) -> list[Frame
             data = await conn.stream.receive_some(65536)
             assert data, "closed early"
             raw += data
-            frames = _frames(raw)
+            frames = split_frames(raw, whole=False)
     return frames
 
 
 def _stream_3_ended(frame: Frame) -> bool:
     return frame.stream_id == 3 and "END_STREAM" in frame.flags
-
-
-def _frames(data: bytes) -> list[Frame]:
-    """Whole frames after the server's part of the exchange, parsed by hyperframe."""
-    frames = []
-    view = memoryview(data)
-    while len(view) >= 9:
-        frame, length = Frame.parse_frame_header(view[:9])
-        if len(view) < 9 + length:
-            break
-        frame.parse_body(view[9 : 9 + length])
-        frames.append(frame)
-        view = view[9 + length :]
-    return frames
