@@ -39,6 +39,13 @@ class BystanderReport:
     stream_error: str
     first_byte_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # Per token of the long stream: how much longer than STREAM_INTERVAL_MS after the
+    # token before it it arrived (a stall of the server shows here; the server's timer
+    # drift over the stream does not).
+    lateness_ms: list[float] = field(default_factory=list)
+
+    def worst_lateness_ms(self) -> float:
+        return max(self.lateness_ms) if self.lateness_ms else float("nan")
 
     def median_ms(self) -> float:
         return statistics.median(self.first_byte_ms) if self.first_byte_ms else float("nan")
@@ -65,6 +72,35 @@ def _dechunk(raw: bytes) -> bytes:
         out += rest[:size]
         body = rest[size + 2 :]
     return bytes(out)
+
+
+class _ChunkCounter:
+    """Counts the chunks of a chunked response as they complete (RFC 9112 §7.1)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._in_body = False
+        self.count = 0
+
+    def feed(self, data: bytes) -> list[int]:
+        """The indexes of the chunks ``data`` completed."""
+        self._buffer += data
+        if not self._in_body:
+            sep, rest = self._buffer.partition(b"\r\n\r\n")[1:]
+            if not sep:
+                return []
+            self._in_body, self._buffer = True, rest
+        done: list[int] = []
+        while True:
+            size_line, sep, rest = self._buffer.partition(b"\r\n")
+            if not sep:
+                return done
+            size = int(size_line.split(b";")[0], 16)
+            if len(rest) < size + 2:
+                return done
+            self._buffer = rest[size + 2 :]
+            done.append(self.count)
+            self.count += 1
 
 
 class Bystander:
@@ -104,10 +140,18 @@ class Bystander:
     def _stream(self) -> None:
         assert self._stream_sock is not None
         raw = bytearray()
+        chunks = _ChunkCounter()
+        previous = 0.0
         try:
             with self._stream_sock as sock:
                 while data := sock.recv(65536):
+                    now = time.perf_counter()
                     raw += data
+                    for index in chunks.feed(data):
+                        if 0 < index < STREAM_TOKENS:  # the tokens; not [DONE] or the end
+                            gap = (now - previous) * 1000 - STREAM_INTERVAL_MS
+                            self.report.lateness_ms.append(max(0.0, gap))
+                        previous = now
             body = _dechunk(bytes(raw))
             self.report.stream_complete = body == expected_stream()
             self.report.stream_error = "" if self.report.stream_complete else f"got {body[-60:]!r}"

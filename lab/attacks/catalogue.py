@@ -236,7 +236,7 @@ async def rapid_reset_one(port: int) -> list[str]:
 
 async def rapid_reset_many(port: int) -> list[str]:
     # Each connection stays under its own budget (1,000 a second); together they pass
-    # the per-address budget (5,000 a second).
+    # the per-address budget (2,000 a second).
     data = h2_hello() + _rapid_reset(900)
     return await _each(10, lambda i: _h2_once(port, data))
 

@@ -46,6 +46,8 @@ def _one(attack: Attack) -> Row:
         "p50 ratio": during.median_ms() / reference.median_ms(),
         "bystander p99 ms": during.p99_ms(),
         "p99 ratio": during.p99_ms() / reference.p99_ms(),
+        "stream late ms": during.worst_lateness_ms(),
+        "late ratio": during.worst_lateness_ms() / max(reference.worst_lateness_ms(), 1.0),
         "stream whole": "yes" if during.stream_complete else "NO",
     }
 
@@ -69,17 +71,18 @@ def markdown(rows: list[Row]) -> str:
     by_name = {a.name: a for a in ATTACKS}
     lines = [
         "| attack | what it sends | stopped by | the attacker gets | peak RSS | "
-        "bystander p50 / p99 ratio |",
-        "|---|---|---|---|---|---|",
+        "new request p50 / p99 ratio | stream's worst token ms (ratio) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         attack = by_name[str(row["attack"])]
         ratio = f"{_cell(row['p50 ratio'])} / {_cell(row['p99 ratio'])}"
+        late = f"{_cell(row['stream late ms'])} ({_cell(row['late ratio'])})"
         rss = f"{_cell(row['peak RSS MiB'])} MiB"
         verdict = "" if row["verdict"] == "ok" else " (**answered wrong in this run**)"
         lines.append(
             f"| {attack.name} | {attack.what} | {attack.stopped_by} | {attack.answer}{verdict} "
-            f"| {rss} | {ratio} |"
+            f"| {rss} | {ratio} | {late} |"
         )
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-__all__ = ["AddressBudgets", "ServerBudget"]
+__all__ = ["AddressBudgets", "RateBudget", "ServerBudget"]
 
 
 @dataclass(eq=False, slots=True)
@@ -45,24 +45,44 @@ class ServerBudget:
         assert self.used >= 0, "released more than reserved"
 
 
+class RateBudget:
+    """A count per one-second window, for one connection or one client address.
+
+    A window starts with the first count after the previous one ended, so that a burst
+    is counted whole in one window (with windows aligned to clock seconds, a burst that
+    straddles a second boundary would be allowed twice the budget).
+    """
+
+    __slots__ = ("_count", "_window", "per_second")
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._window = float("-inf")
+        self._count = 0
+
+    def spend(self, n: int = 1) -> bool:
+        """Count ``n``; False once the budget of this window is exceeded."""
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            self._window, self._count = now, 0
+        self._count += n
+        return self._count <= self.per_second
+
+
 @dataclass(eq=False, slots=True)
 class AddressBudgets:
-    """A count per client address per one-second window, for ``max_addresses`` addresses
-    at most (the least recently seen is forgotten first, so that a scan of spoofed-looking
-    addresses cannot grow the table)."""
+    """A :class:`RateBudget` per client address, for ``max_addresses`` addresses at most
+    (the least recently seen is forgotten first, so that many addresses cannot grow the
+    table)."""
 
     per_second: int
     max_addresses: int
-    _windows: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)
+    _budgets: OrderedDict[str, RateBudget] = field(default_factory=OrderedDict)
 
     def spend(self, address: str, n: int = 1) -> bool:
-        """Count ``n`` for ``address``; False once its budget of this second is exceeded."""
-        now = int(time.monotonic())
-        window, count = self._windows.pop(address, (now, 0))
-        if window != now:
-            window, count = now, 0
-        count += n
-        self._windows[address] = (window, count)
-        if len(self._windows) > self.max_addresses:
-            self._windows.popitem(last=False)
-        return count <= self.per_second
+        """Count ``n`` for ``address``; False once its budget of this window is exceeded."""
+        budget = self._budgets.pop(address, None) or RateBudget(self.per_second)
+        self._budgets[address] = budget
+        if len(self._budgets) > self.max_addresses:
+            self._budgets.popitem(last=False)
+        return budget.spend(n)

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -73,6 +72,7 @@ import trio
 from hyperframe.frame import GoAwayFrame, SettingsFrame
 
 from lab.apps.interface import AbortResponse, Handler, Headers, HTTPError, make_request, send_text
+from lab.server.budget import RateBudget
 from lab.server.closing import linger
 from lab.server.faults import boundary, contains, first_of, leaves
 from lab.server.http1 import SERVER_NAME
@@ -104,8 +104,10 @@ FLAG_END_HEADERS: Final = 0x4
 _CONTROL_TYPES: Final = frozenset({PRIORITY, RST_STREAM, SETTINGS, PING, WINDOW_UPDATE})
 _KNOWN_TYPES: Final = frozenset(range(10))
 # Frames parsed from one read before other tasks get a turn: parsing one costs h2 about
-# 20-50 µs, so a turn is a few milliseconds at most.
-FRAMES_PER_TURN: Final = 64
+# 20-50 µs, so a turn is about a millisecond. With 64, ten connections bursting at once
+# (rapid reset from one address) held a bystander's stream up ~150 ms; with 16, ~80 ms
+# (lab bench attacks --attack rapid-reset-many).
+FRAMES_PER_TURN: Final = 16
 # A client may answer each DATA frame with two WINDOW_UPDATEs, its stream's and the
 # connection's (RFC 9113 §6.9); those are not counted as control frames.
 _UPDATES_PER_DATA_FRAME: Final = 2
@@ -193,28 +195,6 @@ class _H2Response:
         else:
             self._owner.conn.end_stream(self._stream.stream_id)
         await self._owner.flush()
-
-
-class _Budget:
-    """A count of control frames per one-second window.
-
-    A window starts with the first frame counted after the previous one ended, so that
-    a burst is counted whole in one window (with windows aligned to clock seconds, a
-    burst that straddles a second boundary would be allowed twice the budget).
-    """
-
-    def __init__(self, per_second: int) -> None:
-        self.per_second = per_second
-        self._window = float("-inf")
-        self._count = 0
-
-    def spend(self, n: int = 1) -> bool:
-        """Count ``n``; False once the budget of this window is exceeded."""
-        now = time.monotonic()
-        if now - self._window >= 1.0:
-            self._window, self._count = now, 0
-        self._count += n
-        return self._count <= self.per_second
 
 
 class _FrameSplitter:
@@ -313,7 +293,7 @@ class _H2Connection:
         self._ready: list[_Stream] = []  # complete requests whose handlers start next
         self.last_processed = 0  # the highest stream id handed to a handler
         self.buffered_body = 0  # request body bytes held for streams on this connection
-        self.budget = _Budget(limits.h2_control_frames_per_second)
+        self.budget = RateBudget(limits.h2_control_frames_per_second)
         # WINDOW_UPDATEs the client has earned by receiving DATA, which do not spend from
         # the budget: a client that acknowledges every DATA frame of a fast download
         # sends thousands a second. Banked up to two seconds' worth of the budget.

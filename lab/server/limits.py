@@ -59,9 +59,11 @@ class Limits:
     # real client sends, far below a flood (rapid reset sends tens of thousands).
     h2_control_frames_per_second: int = 1000
     # HTTP/2: control frames per second from all connections of one client address
-    # together (see h2_control_frames_per_second): five connections' worth, so that
-    # rapid reset spread over many connections is stopped too.
-    h2_control_frames_per_address_per_second: int = 5000
+    # together (see h2_control_frames_per_second): two connections' worth, so that rapid
+    # reset spread over many connections is stopped after a few hundred milliseconds of
+    # the server's time, not after seconds of it. (Clients behind one NAT share it; real
+    # clients send a handful of control frames a second.)
+    h2_control_frames_per_address_per_second: int = 2000
     # Client addresses the per-address budget remembers (least recently seen forgotten).
     max_addresses: int = 4096
     # HTTP/2: HPACK stops decoding a header block past this many bytes of header list
