@@ -408,8 +408,8 @@ ATTACKS: Final = (
     _a("slowloris-h2", "100 connections dribble a HEADERS frame, a byte per 0.3 s",
        "head_timeout (for a frame or header block, from its first byte)", "GOAWAY(NO_ERROR), "
        "then close", slowloris_h2, {"GOAWAY NO_ERROR"}),
-    _a("smuggling", "CL+TE, two Content-Lengths, bad chunk size, unknown coding, "
-       "space before colon, obs-fold, bare LF",
+    _a("smuggling", "CL+TE, two Content-Lengths, a bad chunk size, an unknown coding, "
+       "space before the colon, a negative length, two Hosts, no Host",
        "h11's parser; CL+TE refused by the lab (RFC 9112 §6.1)", "400 (501 for an unknown "
        "coding), then close", smuggling, {"HTTP 400", "HTTP 501"}, {"HTTP 400"}),
     _a("oversized-head-http1", "20 requests with a 64 KiB header", "max_head_size",
