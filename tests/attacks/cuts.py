@@ -20,6 +20,7 @@ import trio
 
 from lab.apps import Request, ResponseStream
 from lab.apps import app as lab_app
+from lab.server.faults import leaves
 from lab.server.listener import serve_tcp
 from tests.server.peers import Fields, h2_client, is_h2
 
@@ -215,18 +216,10 @@ def outcome_of(exc: BaseException) -> str:
         _, rest = exc.split(trio.Cancelled)
         if rest is None:
             return "cancelled"
-        return "raised " + "+".join(sorted({type(leaf).__name__ for leaf in _leaves(rest)}))
+        return "raised " + "+".join(sorted({type(leaf).__name__ for leaf in leaves(rest)}))
     if isinstance(exc, trio.Cancelled):
         return "cancelled"
     return f"raised {type(exc).__name__}"
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
 
 
 def stopped_by_server(outcome: str) -> bool:
