@@ -291,6 +291,7 @@ class _H2Connection:
         # MAX_CONCURRENT_STREAMS); kept as a count, since a flood makes the dict large.
         self.live = 0
         self._ready: list[_Stream] = []  # complete requests whose handlers start next
+        self._receiving = False  # a read is being parsed (it yields between frames)
         self.last_processed = 0  # the highest stream id handed to a handler
         self.buffered_body = 0  # request body bytes held for streams on this connection
         self.budget = RateBudget(limits.h2_control_frames_per_second)
@@ -564,6 +565,8 @@ class _H2Connection:
         """Start the handlers of the streams made ready, but not those the client reset
         meanwhile: HEADERS and RST_STREAM in one read (rapid reset, CVE-2023-44487) cost
         no task and no handler."""
+        if self._receiving:
+            return  # the read loop launches them once its read is processed
         ready, self._ready = self._ready, []
         for stream in ready:
             if self.streams.get(stream.stream_id) is not stream or stream.running:
@@ -661,6 +664,14 @@ class _H2Connection:
         event loop gets a turn, so that other connections are not held up while one
         client's burst is parsed (handlers start once the whole read is in, see _launch).
         """
+        self._receiving = True  # no handler starts before the whole read is in
+        try:
+            await self._receive_frames(data)
+        finally:
+            self._receiving = False
+        self._launch()
+
+    async def _receive_frames(self, data: bytes) -> None:
         for count, (kind, flags, stream_id, length, raw) in enumerate(self.splitter.feed(data)):
             if count and not count % FRAMES_PER_TURN:
                 await trio.lowlevel.checkpoint()
@@ -683,7 +694,6 @@ class _H2Connection:
                 raise self._pending_error
         if self.splitter.failed is not None:
             raise self.splitter.failed
-        self._launch()
 
     def _handle(self, event: h2.events.Event) -> None:
         """Act on one h2 event."""
