@@ -190,7 +190,9 @@ class _H1Connection:
             # per-read timeout would let a client dribble a byte at a time forever).
             if deadline is None:
                 started, self.head_started = self.head_started, None
-                deadline = (started or trio.current_time()) + self.limits.head_timeout
+                if started is None:
+                    started = trio.current_time()
+                deadline = started + self.limits.head_timeout
             if not await self.receive(max(0.0, deadline - trio.current_time())):
                 raise _Reject(408, "request head not complete in time\n")
         if isinstance(event, h11.ConnectionClosed):
