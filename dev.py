@@ -4,8 +4,8 @@
 Needs only Python 3.11+ with pip. It makes `.venv/`, installs the project with its
 development extras (again only when pyproject.toml changed), and for `test` installs the
 Debian packages of the tools the interop tests drive when it runs as root. Extra
-arguments after `test` go to pytest (e.g. `python3 dev.py test -m "not interop and not fuzz and not attacks"`
-for the fast tier).
+arguments after `test` go to pytest, e.g. for the fast tier:
+`python3 dev.py test -m "not interop and not fuzz and not attacks"`.
 """
 
 from __future__ import annotations
