@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from lab.apps.tokens import DONE, tokens_for
+from lab.wire.chunked import ChunkData, ChunkDataEnd, ChunkedDecoder
+from lab.wire.errors import ProtocolError
 
 __all__ = ["Bystander", "BystanderReport"]
 
@@ -61,48 +63,6 @@ def expected_stream() -> bytes:
     return ("".join(tokens_for(PROMPT, STREAM_TOKENS)) + f"\n{DONE}\n").encode()
 
 
-def _dechunk(raw: bytes) -> bytes:
-    body = raw.partition(b"\r\n\r\n")[2]
-    out = bytearray()
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return bytes(out)
-
-
-class _ChunkCounter:
-    """Counts the chunks of a chunked response as they complete (RFC 9112 §7.1)."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._in_body = False
-        self.count = 0
-
-    def feed(self, data: bytes) -> list[int]:
-        """The indexes of the chunks ``data`` completed."""
-        self._buffer += data
-        if not self._in_body:
-            sep, rest = self._buffer.partition(b"\r\n\r\n")[1:]
-            if not sep:
-                return []
-            self._in_body, self._buffer = True, rest
-        done: list[int] = []
-        while True:
-            size_line, sep, rest = self._buffer.partition(b"\r\n")
-            if not sep:
-                return done
-            size = int(size_line.split(b";")[0], 16)
-            if len(rest) < size + 2:
-                return done
-            self._buffer = rest[size + 2 :]
-            done.append(self.count)
-            self.count += 1
-
-
 class Bystander:
     """``with Bystander(port) as b: <attack>``; then ``b.report``."""
 
@@ -138,24 +98,34 @@ class Bystander:
             thread.join(SOCKET_TIMEOUT * 2)
 
     def _stream(self) -> None:
+        """Read the long stream with the lab's own chunked decoder, timing each chunk."""
         assert self._stream_sock is not None
-        raw = bytearray()
-        chunks = _ChunkCounter()
+        head: bytes | None = b""
+        decoder = ChunkedDecoder()
+        body = bytearray()
+        chunks = 0
         previous = 0.0
         try:
             with self._stream_sock as sock:
                 while data := sock.recv(65536):
                     now = time.perf_counter()
-                    raw += data
-                    for index in chunks.feed(data):
-                        if 0 < index < STREAM_TOKENS:  # the tokens; not [DONE] or the end
-                            gap = (now - previous) * 1000 - STREAM_INTERVAL_MS
-                            self.report.lateness_ms.append(max(0.0, gap))
-                        previous = now
-            body = _dechunk(bytes(raw))
-            self.report.stream_complete = body == expected_stream()
+                    if head is not None:  # the response head, then the body
+                        head += data
+                        if b"\r\n\r\n" not in head:
+                            continue
+                        data, head = head.partition(b"\r\n\r\n")[2], None
+                    for segment in decoder.feed(data):
+                        if isinstance(segment, ChunkData):
+                            body += segment.data
+                        elif isinstance(segment, ChunkDataEnd):  # a chunk is whole
+                            if 0 < chunks < STREAM_TOKENS:  # tokens, not [DONE]
+                                gap = (now - previous) * 1000 - STREAM_INTERVAL_MS
+                                self.report.lateness_ms.append(max(0.0, gap))
+                            previous = now
+                            chunks += 1
+            self.report.stream_complete = decoder.done and body == expected_stream()
             self.report.stream_error = "" if self.report.stream_complete else f"got {body[-60:]!r}"
-        except (OSError, ValueError) as exc:
+        except (OSError, ProtocolError) as exc:
             self.report.stream_error = repr(exc)
 
     def _probe(self) -> None:
