@@ -1,0 +1,149 @@
+"""The shape of the code base: modules small enough to hold one idea, layers that import
+top-down without cycles, and a repository that cites only what it contains.
+
+These read the source with :mod:`ast` (nothing is imported), so a failure names the file
+and the line rather than an import error.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB = ROOT / "lab"
+
+# About one idea per module: past this a module is asked to split (the longest today,
+# the HTTP/2 server's connection, sits well below it).
+MAX_MODULE_LINES = 650
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(LAB.rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, known: dict[str, Path]) -> Iterator[tuple[str, int]]:
+    """Every ``lab`` module that ``path`` imports, with the line, at any depth of the file
+    (imports under ``if TYPE_CHECKING:`` and inside functions count: a cycle is a cycle)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            # `from lab.wire import sse` imports the module lab.wire.sse.
+            targets = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for target in targets:
+            if target in known and target != name:
+                yield target, node.lineno
+
+
+def _graph() -> dict[str, dict[str, int]]:
+    known = _modules()
+    graph: dict[str, dict[str, int]] = {}
+    for name, path in known.items():
+        edges: dict[str, int] = {}
+        for target, line in _imports(name, path, known):
+            edges.setdefault(target, line)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_is_longer_than_the_limit() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in LAB.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_no_import_cycle() -> None:
+    graph = _graph()
+    described = [
+        " -> ".join(f"{a} (line {graph[a][b]})" for a, b in zip(c, [*c[1:], c[0]], strict=True))
+        if all(b in graph[a] for a, b in zip(c, [*c[1:], c[0]], strict=True))
+        else ", ".join(c)
+        for c in _cycles(graph)
+    ]
+    assert not described, "import cycles:\n" + "\n".join(described)
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = {"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3}, "d": {"a": 4}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def _tracked_text_files() -> Iterator[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for rel in listed:
+        path = ROOT / rel
+        if path.suffix in {".py", ".md", ".toml", ".cfg", ".txt", ".ipynb"} and path.is_file():
+            yield path
+
+
+# A citation of a Markdown file by name: `NAME.md` with an optional `§` or `#` after it.
+_MD_CITATION = re.compile(r"\b([A-Za-z0-9_./-]*[A-Z][A-Za-z0-9_-]*\.md)\b")
+
+
+def test_every_cited_markdown_file_is_in_the_repository() -> None:
+    present = {p.name for p in ROOT.rglob("*.md") if ".venv" not in p.parts}
+    missing = [
+        f"{path.relative_to(ROOT)}:{n}: {m.group(1)}"
+        for path in _tracked_text_files()
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        for m in _MD_CITATION.finditer(line)
+        if Path(m.group(1)).name not in present
+    ]
+    assert not missing, "cited files that are not in the repository:\n" + "\n".join(missing)
