@@ -1061,7 +1061,8 @@ def test_obs_fold_h11_unfolds_we_refuse() -> None:
     assert h11_outcome(b"0\r\nX-A: b\r\n c\r\n\r\n").trailers == [(b"X-A", b"b c")]
 
 
-# Request-smuggling vectors (PROTOCOLS.md): h11 0.16.0 and the lab both refuse every one.
+# Request-smuggling vectors in chunked coding (RFC 9112 §7.1, §11.2): h11 0.16.0 and the lab
+# both refuse every one.
 SMUGGLING = {
     "CVE-2025-43859: bytes other than CRLF after data": b"3\r\nxxx__1a\r\n",
     "LF alone after data": b"3\r\nxxx\n0\r\n\r\n",
