@@ -4,10 +4,11 @@ One lab page (``/pages/many.html``) opens ten long-lived EventSources to ``/even
 Over HTTPS the browser negotiates h2 by ALPN and multiplexes all ten on one TCP
 connection; over plain http:// it speaks HTTP/1.1, opens at most six connections to the
 host (Chromium's per-host cap; the README's table "What h11, h2 and browsers do"), and the
-other four EventSources wait in CONNECTING until a response ends and frees a connection. The page reports what the
-browser saw (readyState, when each source opened and got its first message); the server
-reports what crossed its sockets (connections open and accepted, and per-connection
-traces read back with the lab's decoders). ``pytest -s`` prints the numbers.
+other four EventSources wait in CONNECTING until a response ends and frees a connection.
+The page reports what the browser saw (readyState, when each source opened and got its
+first message); the server reports what crossed its sockets (connections open and
+accepted, and per-connection traces read back with the lab's decoders). ``pytest -s``
+prints the numbers.
 """
 
 from __future__ import annotations
