@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.apps import endpoints, mcp, pages, sse, stats
+from lab.apps.endpoints import chat, fixed, tokens, trailers
 from lab.apps.interface import Handler, HTTPError, Request, ResponseStream, send_text
+from lab.apps.mcp import endpoint as mcp_endpoint
+from lab.apps.pages import page
+from lab.apps.sse import events, progress
+from lab.apps.stats import stats
 
 __all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
 
@@ -30,54 +34,54 @@ async def _index(request: Request, response: ResponseStream) -> None:
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(("GET",), "/", _index, "/", "this index"),
     Endpoint(
-        ("GET",), "/fixed", endpoints.fixed, "/fixed?size=64",
+        ("GET",), "/fixed", fixed, "/fixed?size=64",
         "non-streaming baseline: the whole body with Content-Length",
     ),
     Endpoint(
-        ("GET",), "/tokens", endpoints.tokens, "/tokens?n=8&interval_ms=25&prompt=hi",
+        ("GET",), "/tokens", tokens, "/tokens?n=8&interval_ms=25&prompt=hi",
         "text/plain token stream, one token per chunk / DATA frame, then [DONE]",
     ),
     Endpoint(
-        ("POST",), "/chat", endpoints.chat, "/chat",
+        ("POST",), "/chat", chat, "/chat",
         "JSON {prompt, n, interval_ms}; framed by Accept: text/plain, "
         "text/event-stream, application/x-ndjson or application/json",
     ),
     Endpoint(
-        ("GET",), "/events", sse.events,
+        ("GET",), "/events", events,
         "/events?n=5&total=0&interval_ms=25&retry_ms=1000&heartbeat_ms=15000&stream=default"
         "&multiline=0",
         "SSE: numbered events with id and retry, heartbeats, resume after Last-Event-ID; "
         "ends after n events; 204 once all `total` were sent",
     ),
     Endpoint(
-        ("GET",), "/progress", sse.progress, "/progress?n=5&interval_ms=25&fail_at=0",
+        ("GET",), "/progress", progress, "/progress?n=5&interval_ms=25&fail_at=0",
         "SSE: named progress events, then a result event (or an error event at fail_at)",
     ),
     Endpoint(
-        ("GET",), "/trailers", endpoints.trailers, "/trailers?n=4",
+        ("GET",), "/trailers", trailers, "/trailers?n=4",
         "token stream followed by trailer fields (count, SHA-256 of the body)",
     ),
     Endpoint(
-        ("GET",), "/pages/eventsource.html", pages.page,
+        ("GET",), "/pages/eventsource.html", page,
         "/pages/eventsource.html?src=%2Fevents%3Fn%3D3",
         "HTML page: the browser's EventSource on ?src=, what it dispatched in window.lab",
     ),
     Endpoint(
-        ("GET",), "/pages/fetchstream.html", pages.page,
+        ("GET",), "/pages/fetchstream.html", page,
         "/pages/fetchstream.html?prompt=hi&n=5&interval_ms=25",
         "HTML page: fetch() POST /chat as SSE, read with a ReadableStream reader",
     ),
     Endpoint(
-        ("GET",), "/pages/many.html", pages.page,
+        ("GET",), "/pages/many.html", page,
         "/pages/many.html?count=10&src=%2Fevents%3Fn%3D3%26stream%3Dmany-%7Bi%7D",
         "HTML page: count EventSources at once; when each opened and got its first event",
     ),
     Endpoint(
-        ("GET",), "/stats", stats.stats, "/stats",
+        ("GET",), "/stats", stats, "/stats",
         "JSON: open connections, tasks and buffered bytes of the servers in this process",
     ),
     Endpoint(
-        ("POST", "GET", "DELETE"), "/mcp", mcp.endpoint, "/mcp",
+        ("POST", "GET", "DELETE"), "/mcp", mcp_endpoint, "/mcp",
         "MCP Streamable HTTP, revisions 2025-11-25 (sessions, resumable SSE) and "
         "2026-07-28 (stateless); tools stream_tokens and fail",
     ),

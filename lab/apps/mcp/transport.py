@@ -53,17 +53,24 @@ the client goes away.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
 
 from lab.apps.interface import AbortResponse, Request, ResponseStream
-from lab.apps.mcp import server
+from lab.apps.mcp.checks import (
+    JSON,
+    LOCAL_HOSTS,
+    SSE,
+    Reject,
+    check_host,
+    check_origin,
+    check_post_media,
+    media_types,
+    parse_host,
+)
 from lab.apps.mcp.messages import (
     DEFAULT_LEGACY_VERSION,
     HEADER_LAST_EVENT_ID,
@@ -97,6 +104,8 @@ from lab.apps.mcp.messages import (
 from lab.apps.mcp.messages import (
     Request as RpcRequest,
 )
+from lab.apps.mcp.runstate import McpStats, RunState
+from lab.apps.mcp.server import CallContext, handle, initialize, streams_response
 from lab.apps.mcp.session import (
     LOG_LEVELS,
     Call,
@@ -104,7 +113,6 @@ from lab.apps.mcp.session import (
     Session,
     SessionsFull,
     SessionTable,
-    TaskHost,
 )
 from lab.apps.mcp.store import StreamLog, event_id, parse_event_id
 from lab.apps.sse import open_event_channel
@@ -114,22 +122,6 @@ __all__ = ["LOCAL_HOSTS", "McpEndpoint", "McpStats", "parse_host"]
 
 log = logging.getLogger("lab.mcp")
 
-JSON: Final = "application/json"
-SSE: Final = "text/event-stream"
-# Host names that reach this machine only, as parse_host normalises them (lower case, an
-# IPv6 literal compressed, in brackets). A DNS-rebinding page talks to 127.0.0.1 under its
-# own name (evil.example), which is what the Host check catches; any port is allowed
-# because the handler does not see which port the server is bound to. Only the addresses
-# the lab binds: other 127.0.0.0/8 addresses do not reach a socket bound to 127.0.0.1.
-LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "[::1]"})
-# RFC 3986 §3.2.2: reg-name = *( unreserved / pct-encoded / sub-delims ). An IPv4address
-# matches it too (and is compared as written: "127.000.000.001" is not "127.0.0.1").
-_REG_NAME: Final = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*")
-# The characters an IPv6address may have (RFC 3986 §3.2.2); ipaddress checks the rest. No
-# "%": a zone id (RFC 6874) names an interface of the client, never this server.
-_IPV6_CHARS: Final = re.compile(r"[0-9A-Fa-f:.]+")
-# RFC 3986 §3.2.3: port = *DIGIT.
-_PORT: Final = re.compile(r"[0-9]*")
 # The reconnection time sent in every priming event (`retry:`), in ms: the SDK's own
 # default; browsers wait about 3 s without one.
 RECONNECT_MS: Final = 1000
@@ -156,64 +148,6 @@ NAME_PARAMS: Final = {"tools/call": "name", "resources/read": "uri", "prompts/ge
 MODERN_ERROR_STATUS: Final = {METHOD_NOT_FOUND: 404}
 
 
-class _Reject(Exception):
-    """Answer with ``status`` and a JSON-RPC error body (transports.mdx: an error status
-    MAY carry a JSON-RPC error response; without a request id it has no ``id``)."""
-
-    def __init__(
-        self, status: int, code: int, message: str, *, request_id: object = None,
-        data: object = None, headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:  # fmt: skip
-        super().__init__(status, message)
-        self.status = status
-        rid = request_id if is_request_id(request_id) else None
-        self.body = error_response(rid, code, message, data)
-        self.headers = headers
-
-
-@dataclass
-class McpStats:
-    """Counters for tests and notebooks, and a way to wait for them to change."""
-
-    calls_started: int = 0
-    calls_running: int = 0
-    # Stopped before their response: notifications/cancelled, a closed stream (2026-07-28)
-    # or the end of the session.
-    calls_cancelled: int = 0
-    # Stopped because no connection read their stream for detached_call_timeout.
-    calls_abandoned: int = 0
-    _changed: trio.Event = field(default_factory=trio.Event, repr=False)
-
-    def started(self) -> None:
-        self.calls_started += 1
-        self.calls_running += 1
-        self._wake()
-
-    def ended(self, *, cancelled: bool, abandoned: bool = False) -> None:
-        self.calls_running -= 1
-        self.calls_cancelled += cancelled
-        self.calls_abandoned += abandoned
-        self._wake()
-
-    async def wait_until(self, condition: Callable[[McpStats], bool]) -> None:
-        """Return once ``condition(self)`` holds (checked at each change)."""
-        while not condition(self):
-            await self._changed.wait()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-
-@dataclass(eq=False)
-class _RunState:
-    """What one endpoint keeps during one trio run."""
-
-    sessions: SessionTable
-    tasks: TaskHost = field(default_factory=TaskHost)
-    stats: McpStats = field(default_factory=McpStats)
-
-
 async def _reply(
     response: ResponseStream, status: int, message: dict[str, Any] | None,
     headers: tuple[tuple[str, str], ...] = (),
@@ -226,49 +160,6 @@ async def _reply(
     await response.start(status, [*fields, ("cache-control", "no-store"), *headers])
     await response.send(body)
     await response.end()
-
-
-def _media_types(header: str | None) -> set[str]:
-    """The media types an Accept header lists with a q above 0 (RFC 9110 §12.5.1)."""
-    out: set[str] = set()
-    for item in (header or "").split(","):
-        media, *params = (p.strip() for p in item.split(";"))
-        weights = [p[2:].strip() for p in params if p.lower().startswith("q=")]
-        if weights and weights[0].replace(".", "", 1).isdigit() and float(weights[0]) == 0:
-            continue  # q=0: "not acceptable"
-        out.add(media.lower())
-    return out
-
-
-def parse_host(value: str) -> tuple[str, str | None] | None:
-    """A ``Host`` value, ``uri-host [":" port]`` (RFC 9110 §7.2), as ``(host, port)``;
-    None if it is not one.
-
-    ``uri-host`` is RFC 3986 §3.2.2: an IP-literal in brackets, or a reg-name (which an
-    IPv4 address also is); ``port`` is digits only (§3.2.3). The host comes back normalised
-    as :data:`LOCAL_HOSTS` spells names: lower case, an IPv6 address compressed
-    (``[0:0:0:0:0:0:0:1]`` -> ``[::1]``). An IPvFuture literal counts as malformed (this
-    server has no such address). ``[::1]anything`` is malformed, not ``[::1]``.
-    """
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0 or not _IPV6_CHARS.fullmatch(value[1:end]):
-            return None
-        try:
-            host = f"[{ipaddress.IPv6Address(value[1:end]).compressed}]"
-        except ValueError:
-            return None
-        rest = value[end + 1 :]
-    else:
-        name = value.partition(":")[0]
-        if not _REG_NAME.fullmatch(name):
-            return None
-        host, rest = name.lower(), value[len(name) :]
-    if not rest:
-        return host, None
-    if rest[0] != ":" or not _PORT.fullmatch(rest[1:]):
-        return None
-    return host, rest[1:]
 
 
 class McpEndpoint:
@@ -290,16 +181,16 @@ class McpEndpoint:
         self.limits = limits or McpLimits()
         self.allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
         self.allowed_origins = allowed_origins
-        self._run_state: trio.lowlevel.RunVar[_RunState] = trio.lowlevel.RunVar(
+        self._run_state: trio.lowlevel.RunVar[RunState] = trio.lowlevel.RunVar(
             f"lab.mcp.endpoint-{id(self):x}"
         )
 
-    def state(self) -> _RunState:
+    def state(self) -> RunState:
         """This run's sessions, background tasks and counters."""
         try:
             return self._run_state.get()
         except LookupError:
-            state = _RunState(SessionTable(self.limits))
+            state = RunState(SessionTable(self.limits))
             self._run_state.set(state)
             return state
 
@@ -314,12 +205,12 @@ class McpEndpoint:
     async def __call__(self, request: Request, response: ResponseStream) -> None:
         state = self.state()
         try:
-            self._check_host(request)
-            self._check_origin(request)
+            check_host(request, self.allowed_hosts)
+            check_origin(request, self.allowed_origins)
             if request.method == "POST":
                 await self._post(state, request, response)
             elif self._modern_get_or_delete(request):
-                raise _Reject(
+                raise Reject(
                     405, INVALID_REQUEST,
                     f"Method Not Allowed: 2026-07-28 has no {request.method} on the MCP endpoint",
                     headers=(("allow", "POST"),),
@@ -331,48 +222,12 @@ class McpEndpoint:
                 state.sessions.end(request.header(HEADER_SESSION_ID) or "")
                 await _reply(response, 204, None)
             else:
-                raise _Reject(405, INVALID_REQUEST, "Method Not Allowed",
-                              headers=(("allow", "POST, GET, DELETE"),))  # fmt: skip
-        except _Reject as exc:
+                raise Reject(405, INVALID_REQUEST, "Method Not Allowed",
+                             headers=(("allow", "POST, GET, DELETE"),))  # fmt: skip
+        except Reject as exc:
             await _reply(response, exc.status, exc.body, exc.headers)
 
     # -- gates shared by every request -------------------------------------------------
-
-    def _check_host(self, request: Request) -> None:
-        values = [value.strip(" \t") for name, value in request.headers if name == "host"]
-        if request.protocol == "h2":
-            # The server gives :authority as Host; a Host field beside it must agree
-            # (RFC 9113 §8.3.1).
-            values = list(dict.fromkeys(values))
-        parsed = parse_host(values[0]) if len(values) == 1 else None
-        if parsed is None:
-            # RFC 9112 §3.2: 400 for a request that lacks Host, has more than one, or
-            # one "with an invalid field value".
-            shown = ", ".join(repr(v[:100]) for v in values[:2]) or "none"
-            raise _Reject(400, INVALID_REQUEST, f"Bad Request: Host {shown}")
-        host, port = parsed
-        if (
-            host in LOCAL_HOSTS
-            or host in self.allowed_hosts
-            or (port is not None and f"{host}:{port}" in self.allowed_hosts)
-        ):
-            return
-        # RFC 9110 §15.5.20: 421 Misdirected Request, "not able to produce a response
-        # for this combination of scheme and authority".
-        raise _Reject(421, INVALID_REQUEST, f"Misdirected Request: Host {values[0][:100]!r}")
-
-    def _check_origin(self, request: Request) -> None:
-        origin = request.header("origin")
-        if origin is None:
-            return  # not a browser: nothing to check (DNS rebinding needs a browser)
-        if origin in self.allowed_origins:
-            return
-        # RFC 6454 §6.2: scheme "://" host [":" port], nothing more (no userinfo, no path).
-        scheme, sep, authority = origin.partition("://")
-        parsed = parse_host(authority) if sep and scheme.lower() in ("http", "https") else None
-        if parsed is not None and parsed[0] in LOCAL_HOSTS:
-            return
-        raise _Reject(403, INVALID_REQUEST, f"Forbidden: Origin {origin[:100]!r}")
 
     @staticmethod
     def _modern_get_or_delete(request: Request) -> bool:
@@ -382,24 +237,16 @@ class McpEndpoint:
         return request.header(HEADER_SESSION_ID) is None and version not in LEGACY_VERSIONS
 
     def _read_message(self, request: Request) -> Message:
-        ctype = (request.header("content-type") or "").split(";")[0].strip().lower()
-        if ctype != JSON:
-            raise _Reject(415, INVALID_REQUEST, "Unsupported Media Type: send application/json")
-        accepted = _media_types(request.header("accept"))
-        if JSON not in accepted or SSE not in accepted:
-            raise _Reject(
-                406, INVALID_REQUEST,
-                "Not Acceptable: Accept must list application/json and text/event-stream",
-            )  # fmt: skip
+        check_post_media(request)
         if len(request.body) > self.limits.max_message_size:
             limit = self.limits.max_message_size
-            raise _Reject(413, INVALID_REQUEST, f"Content Too Large: over {limit} bytes")
+            raise Reject(413, INVALID_REQUEST, f"Content Too Large: over {limit} bytes")
         try:
             return parse_message(request.body)
         except RpcError as exc:
-            raise _Reject(400, exc.code, exc.message) from None
+            raise Reject(400, exc.code, exc.message) from None
 
-    async def _post(self, state: _RunState, request: Request, response: ResponseStream) -> None:
+    async def _post(self, state: RunState, request: Request, response: ResponseStream) -> None:
         message = self._read_message(request)
         header_version = request.header(HEADER_PROTOCOL_VERSION)
         if isinstance(message, RpcRequest) and (
@@ -409,7 +256,7 @@ class McpEndpoint:
             await self._modern_request(state, request, message, response)
         elif header_version in MODERN_VERSIONS:
             if not isinstance(message, Notification):
-                raise _Reject(400, INVALID_REQUEST, "2026-07-28 clients send no responses")
+                raise Reject(400, INVALID_REQUEST, "2026-07-28 clients send no responses")
             await _reply(response, 202, None)  # nothing to do: 2026-07-28 defines none
         elif isinstance(message, RpcRequest) and message.method == "initialize":
             await self._initialize(state, message, response)
@@ -418,17 +265,17 @@ class McpEndpoint:
 
     # -- 2025-11-25 ----------------------------------------------------------------------
 
-    def _legacy_session(self, state: _RunState, request: Request) -> Session:
+    def _legacy_session(self, state: RunState, request: Request) -> Session:
         """The request's session; checks its id and its MCP-Protocol-Version."""
         session_id = request.header(HEADER_SESSION_ID)
         if session_id is None:
-            raise _Reject(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+            raise Reject(400, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
         session = state.sessions.lookup(session_id)
         if session is None:
-            raise _Reject(404, INVALID_REQUEST, "Session not found")
+            raise Reject(404, INVALID_REQUEST, "Session not found")
         version = request.header(HEADER_PROTOCOL_VERSION) or DEFAULT_LEGACY_VERSION
         if version not in LEGACY_VERSIONS:
-            raise _Reject(
+            raise Reject(
                 400, INVALID_REQUEST,
                 f"Bad Request: unsupported MCP-Protocol-Version {version[:40]!r}",
                 data={"supported": list(SUPPORTED_VERSIONS), "requested": version[:40]},
@@ -436,13 +283,13 @@ class McpEndpoint:
         return session
 
     async def _initialize(
-        self, state: _RunState, message: RpcRequest, response: ResponseStream
+        self, state: RunState, message: RpcRequest, response: ResponseStream
     ) -> None:
-        version, result = server.initialize(message.params)
+        version, result = initialize(message.params)
         try:
             session = state.sessions.create(version)
         except SessionsFull:
-            raise _Reject(
+            raise Reject(
                 503, INVALID_REQUEST, "Service Unavailable: every session slot is busy",
                 request_id=message.id, headers=(("retry-after", str(SESSIONS_FULL_RETRY_AFTER)),),
             ) from None  # fmt: skip
@@ -450,7 +297,7 @@ class McpEndpoint:
                      ((HEADER_SESSION_ID, session.id),))  # fmt: skip
 
     async def _legacy_post(
-        self, state: _RunState, request: Request, message: Message, response: ResponseStream
+        self, state: RunState, request: Request, message: Message, response: ResponseStream
     ) -> None:
         session = self._legacy_session(state, request)
         if isinstance(message, Notification) and message.method == "notifications/initialized":
@@ -466,22 +313,22 @@ class McpEndpoint:
             await _reply(response, 202, None)
             return
         if message.id in session.calls:
-            raise _Reject(400, INVALID_REQUEST, "Invalid Request: this id is already in flight",
-                          request_id=message.id)  # fmt: skip
-        if not server.streams_response(message):
-            ctx = server.CallContext(message.progress_token, _drop, self._session_logger(session))
+            raise Reject(400, INVALID_REQUEST, "Invalid Request: this id is already in flight",
+                         request_id=message.id)  # fmt: skip
+        if not streams_response(message):
+            ctx = CallContext(message.progress_token, _drop, self._session_logger(session))
             try:
                 reply = result_response(
-                    message.id, await server.handle(message, ctx, modern=False, session=session)
+                    message.id, await handle(message, ctx, modern=False, session=session)
                 )
             except RpcError as exc:
                 reply = exc.response(message.id)
             await _reply(response, 200, reply)
             return
         if len(session.calls) >= self.limits.max_calls_per_session:
-            raise _Reject(429, INVALID_REQUEST, "Too Many Requests: calls in flight",
-                          request_id=message.id,
-                          headers=(("retry-after", str(CALLS_FULL_RETRY_AFTER)),))  # fmt: skip
+            raise Reject(429, INVALID_REQUEST, "Too Many Requests: calls in flight",
+                         request_id=message.id,
+                         headers=(("retry-after", str(CALLS_FULL_RETRY_AFTER)),))  # fmt: skip
         call = Call(message.id, session.store.open(), self.limits.detached_call_timeout)
         session.calls[message.id] = call
         state.stats.started()
@@ -505,7 +352,7 @@ class McpEndpoint:
         return log_message
 
     async def _run_call(
-        self, state: _RunState, session: Session, message: RpcRequest, call: Call
+        self, state: RunState, session: Session, message: RpcRequest, call: Call
     ) -> None:
         stream = call.stream
 
@@ -513,12 +360,12 @@ class McpEndpoint:
             if not stream.closed:
                 stream.append(dumps(note))
 
-        ctx = server.CallContext(message.progress_token, send, self._session_logger(session))
+        ctx = CallContext(message.progress_token, send, self._session_logger(session))
         try:
             with call.scope:
                 try:
                     reply = result_response(
-                        message.id, await server.handle(message, ctx, modern=False, session=session)
+                        message.id, await handle(message, ctx, modern=False, session=session)
                     )
                 except RpcError as exc:
                     reply = exc.response(message.id)
@@ -540,28 +387,26 @@ class McpEndpoint:
             session.calls.pop(message.id, None)
             stream.close()
 
-    async def _get(self, state: _RunState, request: Request, response: ResponseStream) -> None:
-        if SSE not in _media_types(request.header("accept")):
-            raise _Reject(
-                406, INVALID_REQUEST, "Not Acceptable: Accept must list text/event-stream"
-            )
+    async def _get(self, state: RunState, request: Request, response: ResponseStream) -> None:
+        if SSE not in media_types(request.header("accept")):
+            raise Reject(406, INVALID_REQUEST, "Not Acceptable: Accept must list text/event-stream")
         session = self._legacy_session(state, request)
         session.used = True
         last = request.header(HEADER_LAST_EVENT_ID)
         if last is None:
             stream = session.store.get_stream
             if stream.attached:
-                raise _Reject(409, INVALID_REQUEST, "Conflict: the GET stream is already open")
+                raise Reject(409, INVALID_REQUEST, "Conflict: the GET stream is already open")
             await self._read_stream(session, stream, stream.last_seq, response)
             return
         parsed = parse_event_id(last)
         if parsed is None:
-            raise _Reject(400, INVALID_REQUEST, f"Bad Request: Last-Event-ID {last[:40]!r}")
+            raise Reject(400, INVALID_REQUEST, f"Bad Request: Last-Event-ID {last[:40]!r}")
         stream_or_none = session.store.get(parsed[0])
         if stream_or_none is None:
-            raise _Reject(410, INVALID_REQUEST, f"Gone: stream {parsed[0]} is not in the store")
+            raise Reject(410, INVALID_REQUEST, f"Gone: stream {parsed[0]} is not in the store")
         if parsed[1] > stream_or_none.last_seq:
-            raise _Reject(
+            raise Reject(
                 400, INVALID_REQUEST, f"Bad Request: Last-Event-ID {last!r} was never sent"
             )
         await self._read_stream(session, stream_or_none, parsed[1], response)
@@ -616,8 +461,8 @@ class McpEndpoint:
         meta = message.meta
         missing = [k for k in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES) if k not in meta]
         if missing:
-            raise _Reject(400, INVALID_PARAMS, f"Invalid params: _meta lacks {', '.join(missing)}",
-                          request_id=message.id)  # fmt: skip
+            raise Reject(400, INVALID_PARAMS, f"Invalid params: _meta lacks {', '.join(missing)}",
+                         request_id=message.id)  # fmt: skip
         version = meta[META_PROTOCOL_VERSION]
         mismatch = None
         names = [name for name, _ in request.headers]
@@ -637,30 +482,30 @@ class McpEndpoint:
             if header is None or decode_header_value(header) != body_value:
                 mismatch = "Mcp-Name"
         if mismatch is not None:
-            raise _Reject(400, HEADER_MISMATCH,
-                          f"Header mismatch: {mismatch} does not match the request body",
-                          request_id=message.id)  # fmt: skip
+            raise Reject(400, HEADER_MISMATCH,
+                         f"Header mismatch: {mismatch} does not match the request body",
+                         request_id=message.id)  # fmt: skip
         if version not in MODERN_VERSIONS:
-            raise _Reject(
+            raise Reject(
                 400, UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
                 request_id=message.id,
                 data={"supported": list(SUPPORTED_VERSIONS), "requested": str(version)[:40]},
             )  # fmt: skip
         level = meta.get(META_LOG_LEVEL)
         if level is not None and level not in LOG_LEVELS:
-            raise _Reject(400, INVALID_PARAMS, "Invalid params: unknown log level",
-                          request_id=message.id)  # fmt: skip
+            raise Reject(400, INVALID_PARAMS, "Invalid params: unknown log level",
+                         request_id=message.id)  # fmt: skip
         return level if isinstance(level, str) else None
 
     async def _modern_request(
-        self, state: _RunState, request: Request, message: RpcRequest, response: ResponseStream
+        self, state: RunState, request: Request, message: RpcRequest, response: ResponseStream
     ) -> None:
         level = self._check_envelope(request, message)
         token = message.progress_token
-        if not server.streams_response(message):
-            ctx = server.CallContext(token, _drop, _drop_log)
+        if not streams_response(message):
+            ctx = CallContext(token, _drop, _drop_log)
             try:
-                result = await server.handle(message, ctx, modern=True)
+                result = await handle(message, ctx, modern=True)
             except RpcError as exc:
                 status = MODERN_ERROR_STATUS.get(exc.code, 200)
                 await _reply(response, status, exc.response(message.id))
@@ -682,11 +527,9 @@ class McpEndpoint:
                         params = {"level": lvl, "logger": "streamlab", "data": data}
                         await send(notification("notifications/message", params))
 
-                ctx = server.CallContext(token, send, log_message)
+                ctx = CallContext(token, send, log_message)
                 try:
-                    reply = result_response(
-                        message.id, await server.handle(message, ctx, modern=True)
-                    )
+                    reply = result_response(message.id, await handle(message, ctx, modern=True))
                 except RpcError as exc:
                     reply = exc.response(message.id)
                 await send(reply)
