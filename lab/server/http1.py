@@ -19,11 +19,8 @@ request until ``start_next_cycle``.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
-import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
 import h11
 import trio
@@ -37,17 +34,13 @@ from lab.apps.interface import (
     send_text,
 )
 from lab.server.closing import linger
+from lab.server.connection import SERVER_NAME, ConnectionState
 from lab.server.faults import boundary, contains, first_of, leaves
 from lab.server.limits import Limits
-
-if TYPE_CHECKING:
-    from lab.server.listener import ConnectionState
 
 __all__ = ["serve_http1"]
 
 log = logging.getLogger("lab.server")
-
-SERVER_NAME = b"streamlab/0.1"
 
 
 class _Abort(Exception):
@@ -62,18 +55,6 @@ class _Reject(Exception):
         self.status = status
         self.message = message
         self.headers = headers
-
-
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def http_date() -> bytes:
-    """The Date header value (RFC 9110 §6.6.1), formatted at most once a second."""
-    global _date_cache  # noqa: PLW0603 - a one-entry cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode("ascii"))
-    return _date_cache[1]
 
 
 def _reason(status: int) -> bytes:

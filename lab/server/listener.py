@@ -7,9 +7,8 @@ connection to tell them apart (today HTTP/1.1 only).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -21,8 +20,9 @@ from lab.capture.tap import Recorder, socket_addresses
 from lab.capture.trace import Trace
 from lab.server.budget import AddressBudgets, ServerBudget
 from lab.server.closing import LingeringTransport
+from lab.server.connection import ConnectionState, http_date
 from lab.server.faults import boundary
-from lab.server.http1 import http_date, serve_http1
+from lab.server.http1 import serve_http1
 from lab.server.http2 import PREFACE, serve_h2
 from lab.server.limits import Limits
 from lab.server.tls import TLSConfig
@@ -30,50 +30,6 @@ from lab.server.tls import TLSConfig
 __all__ = ["ConnectionState", "Server", "serve_tcp", "sniff"]
 
 log = logging.getLogger("lab.server")
-
-
-@dataclass(eq=False, slots=True)
-class ConnectionState:
-    """What the server and one connection's task share."""
-
-    closing: bool = False  # the server is shutting down: finish the response, then close
-    client_gone: bool = False  # the client left while a response was streaming
-    _idle_scope: trio.CancelScope | None = field(default=None, repr=False)
-    # Set with ``closing``, for a connection that must act at once (HTTP/2: GOAWAY).
-    closing_event: trio.Event = field(default_factory=trio.Event, repr=False)
-    # The Date header's value (RFC 9110 §6.6.1): the real clock, or a fixed value for
-    # reproducible captures (HPACK-compressed dates cannot be normalised afterwards).
-    date_source: Callable[[], bytes] = field(default=http_date, repr=False)
-    number: int = 0  # the server's count of accepted connections, from 1
-    peer: str = ""  # "host:port" of the client
-    peer_host: str = ""  # the client's address alone: what per-address budgets key on
-    # Shared by every connection of the server (lab.server.budget).
-    bodies: ServerBudget = field(default_factory=lambda: ServerBudget(0), repr=False)
-    addresses: AddressBudgets = field(default_factory=lambda: AddressBudgets(0, 1), repr=False)
-    protocol: str = ""  # what the listener chose: "http/1.1", "h2c" or "h2"
-
-    @property
-    def label(self) -> str:
-        """How log lines name this connection."""
-        return f"connection {self.number} from {self.peer} ({self.protocol or 'unknown'})"
-
-    @contextmanager
-    def idle(self) -> Iterator[trio.CancelScope]:
-        """Mark a wait between requests, which shutdown may cut short."""
-        with trio.CancelScope() as scope:
-            self._idle_scope = scope
-            if self.closing:
-                scope.cancel()
-            try:
-                yield scope
-            finally:
-                self._idle_scope = None
-
-    def close_when_idle(self) -> None:
-        self.closing = True
-        self.closing_event.set()
-        if self._idle_scope is not None:
-            self._idle_scope.cancel()
 
 
 class Server:

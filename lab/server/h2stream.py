@@ -1,0 +1,100 @@
+"""One HTTP/2 stream as the server keeps it, and the response stream a handler writes to.
+
+A stream (RFC 9113 §5.1) is accepted when its HEADERS arrive, collects its request body
+within the lab's budgets, runs one handler task, and ends when the server sends
+END_STREAM or RST_STREAM or the client resets it. :class:`H2Response` maps
+:class:`lab.apps.interface.ResponseStream` onto HEADERS and DATA frames; the connection
+(lab.server.http2) does the sending, within flow control.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import h2.connection
+import trio
+
+from lab.apps.interface import Headers
+from lab.server.connection import SERVER_NAME, ConnectionState
+
+__all__ = ["H2Response", "Stalled", "Stream"]
+
+# Header fields that are HTTP/1.1 connection management; HTTP/2 forbids them
+# (RFC 9113 §8.2.2), so they are dropped from what a handler sets.
+_CONNECTION_SPECIFIC: Final = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+
+
+class Stalled(Exception):
+    """A stream's send waited longer than the send timeout for flow-control window."""
+
+
+@dataclass(eq=False)
+class Stream:
+    stream_id: int
+    body: bytearray = field(default_factory=bytearray)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    complete: bool = False  # the request (headers + body) is all in
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    window_open: trio.Event = field(default_factory=trio.Event)
+    started: bool = False
+    ended: bool = False  # the server sent END_STREAM or RST_STREAM, or the client reset it
+    running: bool = False  # a handler task runs for it
+    body_deadline: float = 0.0  # when a request body that stopped coming times out
+    held: int = 0  # request body bytes this stream counts in the connection's budget
+    status_override: tuple[int, str] | None = None  # answer this instead of the handler
+
+
+class _Owner(Protocol):
+    """What a response needs from its connection."""
+
+    state: ConnectionState
+
+    @property
+    def conn(self) -> h2.connection.H2Connection: ...
+
+    async def flush(self) -> None: ...
+
+    async def send_data(self, stream: Stream, data: bytes) -> None: ...
+
+    def mark_ended(self, stream: Stream) -> None: ...
+
+
+class H2Response:
+    """:class:`lab.apps.interface.ResponseStream` over one HTTP/2 stream."""
+
+    def __init__(self, owner: _Owner, stream: Stream) -> None:
+        self._owner = owner
+        self._stream = stream
+
+    async def start(self, status: int, headers: Headers = ()) -> None:
+        if self._stream.started:
+            raise RuntimeError("response already started")
+        self._stream.started = True
+        fields = [
+            (":status", str(status)),
+            ("date", self._owner.state.date_source().decode("ascii")),
+            ("server", SERVER_NAME.decode("ascii")),
+        ]
+        fields += [(k.lower(), v) for k, v in headers if k.lower() not in _CONNECTION_SPECIFIC]
+        self._owner.conn.send_headers(self._stream.stream_id, fields)
+        await self._owner.flush()
+
+    async def send(self, data: bytes) -> None:
+        if not self._stream.started:
+            raise RuntimeError("send() before start()")
+        if data:
+            await self._owner.send_data(self._stream, data)
+
+    async def end(self, trailers: Headers = ()) -> None:
+        if self._stream.ended:
+            return
+        self._owner.mark_ended(self._stream)
+        if trailers:
+            fields = [(k.lower(), v) for k, v in trailers]
+            self._owner.conn.send_headers(self._stream.stream_id, fields, end_stream=True)
+        else:
+            self._owner.conn.end_stream(self._stream.stream_id)
+        await self._owner.flush()
