@@ -10,12 +10,13 @@ lets the lab show the same reply framed both ways.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "AbortResponse",
+    "Background",
     "HTTPError",
     "Handler",
     "Request",
@@ -27,6 +28,24 @@ __all__ = [
 Headers = Sequence[tuple[str, str]]
 
 
+class Background(Protocol):
+    """Where an app runs work that must outlive the request that started it.
+
+    A lab server owns it: a task started here is not cancelled when the request's client
+    goes away (its handler is), but :meth:`lab.server.Server.shutdown` cancels it within
+    the shutdown grace. A task that fails is logged and ends alone.
+    """
+
+    def start_soon(self, fn: Callable[[], Awaitable[object]], *, name: str) -> None: ...
+
+
+class NoBackground:
+    """For a request made outside a server (tests of one handler): refuses background work."""
+
+    def start_soon(self, fn: Callable[[], Awaitable[object]], *, name: str) -> None:
+        raise RuntimeError(f"no server to run {name!r} in the background")
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str
@@ -36,6 +55,11 @@ class Request:
     headers: tuple[tuple[str, str], ...]  # names lower-cased, in wire order
     body: bytes
     protocol: str  # "http/1.1" or "h2"
+    # The server's end of the connection, "host:port" as its socket has it (IPv6 in
+    # brackets): which address the client reached, for virtual hosting and Host checks.
+    local: str = ""
+    peer: str = ""  # the client's end, "host:port"
+    background: Background = field(default_factory=NoBackground, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -46,7 +70,10 @@ class Request:
         return None
 
 
-def make_request(method: str, target: str, headers: Headers, body: bytes, protocol: str) -> Request:
+def make_request(
+    method: str, target: str, headers: Headers, body: bytes, protocol: str,
+    *, local: str = "", peer: str = "", background: Background | None = None,
+) -> Request:  # fmt: skip
     try:
         parts = urlsplit(target)
     except ValueError as exc:  # e.g. "http://[::1/x": an IP literal without its "]"
@@ -62,6 +89,9 @@ def make_request(method: str, target: str, headers: Headers, body: bytes, protoc
         headers=tuple((k.lower(), v) for k, v in headers),
         body=body,
         protocol=protocol,
+        local=local,
+        peer=peer,
+        background=background if background is not None else NoBackground(),
     )
 
 

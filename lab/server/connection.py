@@ -18,6 +18,7 @@ from typing import Final
 
 import trio
 
+from lab.apps.interface import Background, NoBackground
 from lab.server.budget import AddressBudgets, ServerBudget
 
 __all__ = ["SERVER_NAME", "ConnectionState", "http_date"]
@@ -56,6 +57,9 @@ class ConnectionState:
     bodies: ServerBudget = field(default_factory=lambda: ServerBudget(0), repr=False)
     addresses: AddressBudgets = field(default_factory=lambda: AddressBudgets(0, 1), repr=False)
     protocol: str = ""  # what the listener chose: "http/1.1", "h2c" or "h2"
+    local: str = ""  # "host:port" of the server's end (IPv6 in brackets)
+    # Where apps run work that outlives a request: the server's (lab.server.background).
+    background: Background = field(default_factory=NoBackground, repr=False)
 
     @property
     def label(self) -> str:

@@ -240,6 +240,9 @@ class _H1Connection:
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers],
                     body,
                     "http/1.1",
+                    local=self.state.local,
+                    peer=self.state.peer,
+                    background=self.state.background,
                 )
                 await self.app(req, response)
                 if not response.started:

@@ -126,7 +126,10 @@ class _H2Connection(H2State):
                     if stream.status_override is not None:
                         raise HTTPError(*stream.status_override)
                     body, stream.body = bytes(stream.body), bytearray()
-                    request = make_request(method, path, headers, body, "h2")
+                    request = make_request(
+                        method, path, headers, body, "h2", local=self.state.local,
+                        peer=self.state.peer, background=self.state.background,
+                    )  # fmt: skip
                     del body
                     await self.app(request, response)
                     if not stream.started:

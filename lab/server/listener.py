@@ -18,6 +18,7 @@ from lab.apps import Handler, stats
 from lab.apps import app as default_app
 from lab.capture.tap import Recorder, socket_addresses
 from lab.capture.trace import Trace
+from lab.server.background import ServerTasks
 from lab.server.budget import AddressBudgets, ServerBudget
 from lab.server.closing import LingeringTransport
 from lab.server.connection import ConnectionState, http_date
@@ -65,6 +66,7 @@ class Server:
             self.limits.h2_control_frames_per_address_per_second, self.limits.max_addresses
         )
         self._shutting_down = False
+        self.background = ServerTasks()  # app work that outlives a request
 
     @property
     def url(self) -> str:
@@ -80,6 +82,7 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                await nursery.start(self.background.run)
                 nursery.start_soon(self._accept, listeners, nursery)
                 task_status.started(self)
         finally:
@@ -94,6 +97,7 @@ class Server:
             "tasks": _count_tasks(self._nursery) if self._nursery is not None else 0,
             "buffered_body_bytes": self.bodies.used,
             "bodies_refused": self.bodies.refused,
+            "background_tasks": self.background.running,
         }
 
     async def _accept(self, listeners: list[trio.SocketListener], nursery: trio.Nursery) -> None:
@@ -145,6 +149,7 @@ class Server:
         state = ConnectionState(
             closing=self._shutting_down, date_source=self.date_source, number=number,
             peer=f"{host}:{port}", peer_host=host, bodies=self.bodies, addresses=self.addresses,
+            local=_address(stream.socket.getsockname()), background=self.background,
         )  # fmt: skip
         self.connections.add(state)
         if self._no_connections.is_set():
@@ -230,6 +235,12 @@ class _Open:
 
     stream: trio.abc.Stream
     trace: Trace | None = None
+
+
+def _address(sockname: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    """A socket address as "host:port", an IPv6 host in brackets (RFC 3986 §3.2.2)."""
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _count_tasks(nursery: trio.Nursery) -> int:
