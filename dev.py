@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Set up streamlab on a fresh machine and run it: `python3 dev.py tour` or `python3 dev.py test`.
 
-Needs only Python 3.11+ with pip. It makes `.venv/`, installs the project with its
-development extras (again only when pyproject.toml changed), and for `test` installs the
-Debian packages of the tools the interop tests drive when it runs as root. Extra
+Needs only Python 3.11+ with pip. It makes `.venv/` and installs the project into it
+(again only when pyproject.toml changed): for `tour` only what the tour runs, for `test`
+the `test` extra too (the suite, its peers, the notebooks' kernel, the linters); and for
+`test` the Debian packages of the tools the interop tests drive, when it runs as root. Extra
 arguments after `test` go to pytest, e.g. for the fast tier:
 `python3 dev.py test -m "not interop and not fuzz and not attacks"`.
 """
@@ -36,17 +37,22 @@ def run(*cmd: str | Path, **kw: object) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kw)  # type: ignore[call-overload]
 
 
-def ensure_venv() -> None:
+def ensure_venv(extras: str) -> None:
+    """The venv with the project installed, and ``extras`` ("" or "[test]") with it."""
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
         sys.exit(f"streamlab needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         run(sys.executable, "-m", "venv", VENV)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == wanted:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # One line per install done for this pyproject.toml; the test install covers the tour.
+    done = STAMP.read_text().split("\n") if STAMP.exists() else []
+    if f"{digest} {extras}" in done or f"{digest} [test]" in done:
         return
     run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]")
-    STAMP.write_text(wanted)
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}{extras}")
+    STAMP.write_text(
+        "\n".join([*(line for line in done if line.startswith(digest)), f"{digest} {extras}"])
+    )
 
 
 def ensure_system_tools() -> None:
@@ -69,7 +75,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("tour", "test"):
         print(__doc__)
         return 2
-    ensure_venv()
+    ensure_venv("" if argv[0] == "tour" else "[test]")
     if argv[0] == "tour":
         return subprocess.call([str(BIN / "lab"), "tour", *argv[1:]], cwd=ROOT)
     ensure_system_tools()
