@@ -36,29 +36,31 @@ caught. Anything malformed raises :class:`TraceFormatError` naming the line.
 
 Times are kept to the microsecond: a :class:`Record` whose ``t`` has finer digits comes back
 rounded. Everything else round-trips exactly.
+
+This module reads the format and is its public face (:func:`load`, :func:`loads`,
+:func:`dumps`); the writing is in :mod:`lab.capture.filewriter`, below
+:mod:`lab.capture.trace`, so that :meth:`Trace.save <lab.capture.trace.Trace.save>` can use
+it without importing this module.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Final
 
+from lab.capture.filewriter import (
+    _DATA_KINDS,
+    BYTES_PER_LINE,
+    FORMAT_VERSION,
+    INDENT,
+    MAGIC,
+    trace_text,
+)
 from lab.capture.trace import RECORD_KINDS, RECV, SEND, ConnectionTrace, Record, Side, Trace
 
 __all__ = ["FORMAT_VERSION", "TraceFormatError", "dumps", "load", "loads"]
-
-FORMAT_VERSION: Final = 1
-MAGIC: Final = "streamlab-trace"
-BYTES_PER_LINE: Final = 16  # as hexdump -C: two groups of 8, readable in 80 columns
-INDENT: Final = "  "  # hexdump lines are indented so the record lines stand out
-
-_DATA_KINDS: Final = (SEND, RECV)
-_PRINTABLE_ASCII: Final = bytes(range(0x20, 0x7F))
-_TO_ASCII_COLUMN: Final = bytes(b if b in _PRINTABLE_ASCII else 0x2E for b in range(256))
-_HEX_AREA_WIDTH: Final = 3 * BYTES_PER_LINE  # "xx " per byte, plus the group gap, minus one
 
 _CONNECTION_RE: Final = re.compile(
     r"connection (\d+) (client|server) local=(\S+) peer=(\S+) protocol=(\S+)( tls=above)?"
@@ -77,92 +79,13 @@ class TraceFormatError(ValueError):
         self.lineno = lineno
 
 
-# ---------------------------------------------------------------------------- writing
-
-
 def dumps(trace: Trace) -> str:
     """The text of ``trace`` as a ``.trace`` file.
 
-    Raises :class:`ValueError` for what the format cannot hold faithfully: an unknown record
-    kind, data on a record that is not ``send``/``recv``, a time that is not finite, a port
-    outside 0-65535, whitespace in a host or protocol.
+    Raises :class:`ValueError` for what the format cannot hold faithfully (the list is at
+    :func:`lab.capture.filewriter.trace_text`).
     """
-    out = [
-        f"{MAGIC} {FORMAT_VERSION}",
-        f"name {_quote(trace.name)}",
-        f"description {_quote(trace.description)}",
-    ]
-    for index, conn in enumerate(trace.connections):
-        out.append("")
-        out.append(_connection_line(index, conn))
-        offsets = {SEND: 0, RECV: 0}
-        for record in conn.records:
-            if record.kind not in RECORD_KINDS:
-                raise ValueError(f"connection {index}: unknown record kind {record.kind!r}")
-            if not math.isfinite(record.t):
-                raise ValueError(f"connection {index}: record time {record.t!r} is not finite")
-            if record.kind in _DATA_KINDS:
-                out.append(f"{record.t:+.6f} {record.kind} {len(record.data)}")
-                offsets[record.kind] = _hexdump(record.data, offsets[record.kind], out)
-            elif record.data:
-                raise ValueError(f"connection {index}: a {record.kind} record cannot carry data")
-            else:
-                out.append(f"{record.t:+.6f} {record.kind}")
-    out.append("")
-    return "\n".join(out)
-
-
-def _hexdump(data: bytes, offset: int, out: list[str]) -> int:
-    """Append the hexdump lines of ``data`` to ``out``; return the offset after it."""
-    half = BYTES_PER_LINE // 2
-    for i in range(0, len(data), BYTES_PER_LINE):
-        line = data[i : i + BYTES_PER_LINE]
-        hex_area = f"{line[:half].hex(' ')}  {line[half:].hex(' ')}"
-        ascii_column = line.translate(_TO_ASCII_COLUMN).decode("ascii")
-        out.append(
-            f"{INDENT}{offset + i:08x}  {hex_area.rstrip():<{_HEX_AREA_WIDTH}}  |{ascii_column}|"
-        )
-    return offset + len(data)
-
-
-def _connection_line(index: int, conn: ConnectionTrace) -> str:
-    if not conn.protocol or _has_space(conn.protocol):
-        raise ValueError(f"connection {index}: protocol {conn.protocol!r} is empty or has spaces")
-    local = _address(index, conn.local)
-    peer = _address(index, conn.peer)
-    line = f"connection {index} {conn.side} local={local} peer={peer} protocol={conn.protocol}"
-    # Only written when true, so that every trace without TLS reads as it always did.
-    return line + " tls=above" if conn.tls else line
-
-
-def _address(index: int, address: tuple[str, int]) -> str:
-    host, port = address
-    if _has_space(host) or "[" in host or "]" in host:
-        raise ValueError(f"connection {index}: host {host!r} cannot be written")
-    if not 0 <= port <= 0xFFFF:
-        raise ValueError(f"connection {index}: port {port!r} is not a TCP port")
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _has_space(text: str) -> bool:
-    return any(c.isspace() for c in text)
-
-
-def _quote(text: str) -> str:
-    """A one-line JSON string: readable text stays as is, the invisible is escaped."""
-    text.encode("utf-8")  # lone surrogates cannot be stored: UnicodeEncodeError (a ValueError)
-    quoted = json.dumps(text, ensure_ascii=False)
-    if quoted.isprintable():
-        return quoted
-    return "".join(c if c.isprintable() else _json_escape(c) for c in quoted)
-
-
-def _json_escape(char: str) -> str:
-    code = ord(char)
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    code -= 0x10000  # beyond the BMP JSON spells a surrogate pair
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return trace_text(trace.name, trace.description, trace.connections)
 
 
 # ---------------------------------------------------------------------------- reading
