@@ -133,7 +133,7 @@ def _tracked_text_files() -> Iterator[Path]:
             yield path
 
 
-# A citation of a Markdown file by name: `NAME.md` with an optional `§` or `#` after it.
+# A citation of a Markdown file by its name (capital letters, then the .md suffix).
 _MD_CITATION = re.compile(r"\b([A-Za-z0-9_./-]*[A-Z][A-Za-z0-9_-]*\.md)\b")
 
 
