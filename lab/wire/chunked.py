@@ -33,6 +33,11 @@ after the end are left untouched in :attr:`ChunkedDecoder.unused_data` for whoev
 the next message on the connection. :class:`ChunkedEncoder` and :func:`encode` go the other
 way; :func:`decode` does a whole body at once.
 
+This module holds the decoder; every name below is importable from here. The limits,
+byte classes and size-line machine are in :mod:`lab.wire.chunked_grammar`, the segments
+and :class:`ChunkedError` in :mod:`lab.wire.chunked_segments`, and the encoder in
+:mod:`lab.wire.chunked_encode`.
+
 Offsets: every segment and every error names absolute byte offsets, counted from the first
 byte ever fed (plus the ``offset`` the decoder was created with, for a body that starts in
 the middle of a stream). An error's offset is the *first byte that cannot belong to a valid
@@ -91,12 +96,46 @@ more hex digits.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import ClassVar
-
-from lab.wire.errors import ProtocolError
+from lab.wire.chunked_encode import ChunkedEncoder, encode
+from lab.wire.chunked_grammar import (
+    _COLON,
+    _CR,
+    _ERR,
+    _HTAB,
+    _L_BWS,
+    _L_CR,
+    _L_DIGITS,
+    _L_END,
+    _L_EQ,
+    _L_ESCAPE,
+    _L_NAME_BWS,
+    _L_QUOTED,
+    _L_SEMI,
+    _L_START,
+    _LF,
+    _NAME_RUN,
+    _SIZE_LINE_MACHINE,
+    _SIZE_LINE_RE,
+    _SIZE_LINE_TABLE,
+    _VALUE_RUN,
+    _WS,
+    MAX_CHUNK_EXTENSIONS_SIZE,
+    MAX_CHUNK_SIZE_DIGITS,
+    MAX_SIZE_LINE,
+    MAX_TRAILER_SECTION_SIZE,
+    _describe,
+)
+from lab.wire.chunked_segments import (
+    BodyEnd,
+    ChunkData,
+    ChunkDataEnd,
+    ChunkedError,
+    ChunkSize,
+    Extensions,  # noqa: F401 - the type of ChunkSize.extensions, importable from here as before
+    LastChunk,
+    TrailerField,
+    _parse_extensions,
+)
 from lab.wire.segment import Segment
 
 __all__ = [
@@ -116,264 +155,6 @@ __all__ = [
     "decode",
     "encode",
 ]
-
-# --------------------------------------------------------------------------------------
-# Limits. RFC 9112 §7.1 puts no bound on any of these; a recipient must pick its own.
-
-# 16 hex digits spell 2^64 - 1, more than any real body (and than any file system holds).
-# Longer numerals are refused while they are being read, before int() ever sees them, so a
-# megabyte of digits costs neither memory nor a huge integer. h11 allows 20 (its comment:
-# "len(str(2**64)) == 20", a decimal count applied to hex). Leading zeros count: "0" * 17 is
-# as refused as "1" * 17, which keeps the line bounded too.
-MAX_CHUNK_SIZE_DIGITS = 16
-
-# Extension bytes on one size line: everything between the last hex digit and the CR,
-# BWS included. Real senders almost never send extensions; 1 KiB leaves room for a few
-# long ones. Unbounded extensions are an amplification: h11 0.16 accepts 10 MB of them for
-# a 5-byte chunk, and both Node.js (CVE-2024-22019) and Go (CVE-2023-39326) added caps
-# after such reports.
-MAX_CHUNK_EXTENSIONS_SIZE = 1024
-
-# The longest size line we ever hold while waiting for its CRLF.
-MAX_SIZE_LINE = MAX_CHUNK_SIZE_DIGITS + MAX_CHUNK_EXTENSIONS_SIZE + 2
-
-# Bytes after the last-chunk line up to and including the final CRLF. 16 KiB is what h11
-# allows for a whole header section (DEFAULT_MAX_INCOMPLETE_EVENT_SIZE); trailers are
-# usually a checksum or a status line, far smaller than the header section.
-MAX_TRAILER_SECTION_SIZE = 16 * 1024
-
-_CR, _LF, _HTAB, _SP, _COLON = 0x0D, 0x0A, 0x09, 0x20, 0x3A
-
-# --------------------------------------------------------------------------------------
-# Byte classes (RFC 9110 §5.6.2 token, §5.6.4 quoted-string, §5.5 field values).
-
-_TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_HEXDIGS = b"0123456789ABCDEFabcdef"
-_WS = b" \t"
-_VCHAR = bytes(range(0x21, 0x7F))
-_OBS_TEXT = bytes(range(0x80, 0x100))
-# qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text: anything visible but '"' and '\'
-_QDTEXT = bytes(b for b in b"\t " + _VCHAR + _OBS_TEXT if b not in b'"\\')
-# quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
-_QPAIR_OK = b"\t " + _VCHAR + _OBS_TEXT
-
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_EXT = rb"[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?"
-
-# A whole, valid size line: the fast path, one regex call per chunk. The digit count and
-# extension length are checked after the match. Anything it does not match (a line split
-# across reads, or a wrong one) goes to the byte-by-byte machine below, which knows why.
-_SIZE_LINE_RE = re.compile(rb"([0-9A-Fa-f]+)((?:" + _EXT + rb")*)\r\n")
-_EXT_ITEM_RE = re.compile(
-    rb"[ \t]*;[ \t]*(" + _TOKEN + rb")(?:[ \t]*=[ \t]*(" + _TOKEN + rb"|" + _QUOTED + rb"))?"
-)
-_QUOTED_PAIR_RE = re.compile(rb"\\(.)", re.DOTALL)
-_TOKEN_RE = re.compile(_TOKEN)
-_EXT_VALUE_RE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")  # what a quoted-string can carry
-
-# Runs of bytes that may appear in a trailer field name, and in a field value with its OWS
-# (field-vchar = VCHAR / obs-text, plus SP / HTAB between them and around them).
-_NAME_RUN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*")
-_VALUE_RUN = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
-_FIELD_VALUE_RE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?")
-
-# --------------------------------------------------------------------------------------
-# The size line as a state machine. The table is data: state -> (bytes, next state) moves,
-# plus what the state was waiting for (used in error messages). RFC 9112 §7.1 and §7.1.1.
-
-_L_START, _L_DIGITS, _L_EXT, _L_BWS, _L_SEMI, _L_NAME = range(6)
-_L_NAME_BWS, _L_EQ, _L_TOKEN, _L_QUOTED, _L_ESCAPE, _L_CR, _L_END = range(6, 13)
-_ERR = 255
-
-_SIZE_LINE_MACHINE: dict[int, tuple[tuple[tuple[bytes, int], ...], str]] = {
-    # chunk-size = 1*HEXDIG
-    _L_START: (((_HEXDIGS, _L_DIGITS),), "a hex digit"),
-    _L_DIGITS: (
-        ((_HEXDIGS, _L_DIGITS), (_WS, _L_BWS), (b";", _L_SEMI), (b"\r", _L_CR)),
-        "a hex digit, ';' or CRLF",
-    ),
-    # after a complete extension: another one, or the end of the line
-    _L_EXT: (((_WS, _L_BWS), (b";", _L_SEMI), (b"\r", _L_CR)), "';' or CRLF"),
-    # BWS before ';': whitespace here must be followed by ';', never by the CRLF
-    _L_BWS: (
-        ((_WS, _L_BWS), (b";", _L_SEMI)),
-        "';' (whitespace after the size or an extension is only allowed before ';')",
-    ),
-    # ";" BWS chunk-ext-name
-    _L_SEMI: (((_WS, _L_SEMI), (_TCHARS, _L_NAME)), "an extension name (a token)"),
-    _L_NAME: (
-        ((_TCHARS, _L_NAME), (_WS, _L_NAME_BWS), (b"=", _L_EQ), (b";", _L_SEMI), (b"\r", _L_CR)),
-        "'=', ';' or CRLF after the extension name",
-    ),
-    # BWS after the name: before "=" or before the next ";"
-    _L_NAME_BWS: (((_WS, _L_NAME_BWS), (b"=", _L_EQ), (b";", _L_SEMI)), "'=' or ';'"),
-    # "=" BWS chunk-ext-val, a token or a quoted-string
-    _L_EQ: (
-        ((_WS, _L_EQ), (_TCHARS, _L_TOKEN), (b'"', _L_QUOTED)),
-        "an extension value (a token or a quoted string)",
-    ),
-    _L_TOKEN: (
-        ((_TCHARS, _L_TOKEN), (_WS, _L_BWS), (b";", _L_SEMI), (b"\r", _L_CR)),
-        "';' or CRLF after the extension value",
-    ),
-    _L_QUOTED: (
-        ((_QDTEXT, _L_QUOTED), (b"\\", _L_ESCAPE), (b'"', _L_EXT)),
-        "text or a closing '\"' in the quoted string",
-    ),
-    _L_ESCAPE: (((_QPAIR_OK, _L_QUOTED),), "a visible character, SP or HTAB after '\\'"),
-    # CR only ever comes as half of CRLF: a bare CR is invalid (RFC 9112 §2.2)
-    _L_CR: (((b"\n", _L_END),), "LF after CR"),
-}
-
-
-def _compile_machine(
-    machine: dict[int, tuple[tuple[tuple[bytes, int], ...], str]],
-) -> tuple[bytes, ...]:
-    """One 256-byte row per state: row[byte] is the next state, or _ERR."""
-    rows = []
-    for state in range(len(machine)):
-        row = bytearray([_ERR]) * 256
-        for allowed, target in machine[state][0]:
-            for b in allowed:
-                row[b] = target
-        rows.append(bytes(row))
-    return tuple(rows)
-
-
-_SIZE_LINE_TABLE = _compile_machine(_SIZE_LINE_MACHINE)
-
-_BYTE_NAMES = {0x00: "NUL", _HTAB: "HTAB", _LF: "LF", _CR: "CR", _SP: "SP", 0x7F: "DEL"}
-
-
-def _describe(b: int) -> str:
-    """A byte as a reader wants to see it in an error message."""
-    if b in _BYTE_NAMES:
-        return f"{_BYTE_NAMES[b]} (0x{b:02x})"
-    if 0x21 <= b < 0x7F:
-        return repr(chr(b))
-    return f"0x{b:02x}"
-
-
-def _show(data: bytes) -> str:
-    """Bytes for a note: printable ASCII as is, everything else as \\xNN."""
-    return "".join(chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in data)
-
-
-# --------------------------------------------------------------------------------------
-# Errors and segments
-
-
-class ChunkedError(ProtocolError):
-    """Invalid chunked coding at byte ``offset``.
-
-    ``segments`` (from :class:`ProtocolError`) holds what the failing
-    :meth:`ChunkedDecoder.feed` call had already completed before the bad byte.
-    """
-
-
-Extensions = tuple[tuple[bytes, bytes | None], ...]
-
-
-def _show_extensions(extensions: Extensions) -> str:
-    if not extensions:
-        return ""
-    shown = ", ".join(
-        _show(name) if value is None else f"{_show(name)}={_show(value)}"
-        for name, value in extensions
-    )
-    return f"; ext {shown}"
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkSize(Segment):
-    """A chunk-size line with its CRLF: ``1a;foo=bar\\r\\n``.
-
-    ``extensions`` are (name, value) pairs in order, value None for a bare name; a quoted
-    value is given unquoted (RFC 9110 §5.6.4: quotes and backslashes removed).
-    """
-
-    size: int
-    size_text: bytes
-    extensions: Extensions = ()
-
-    kind: ClassVar[str] = "chunk-size"
-
-    def note(self) -> str:
-        unit = "byte" if self.size == 1 else "bytes"
-        size = f"chunk size 0x{self.size_text.decode('ascii')} = {self.size} {unit}"
-        return size + _show_extensions(self.extensions)
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkData(Segment):
-    """Chunk data, or the part of it that had arrived when :meth:`feed` returned."""
-
-    data: bytes
-
-    kind: ClassVar[str] = "chunk-data"
-
-    def note(self) -> str:
-        n = len(self.data)
-        return f"{n} {'byte' if n == 1 else 'bytes'} of chunk data"
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkDataEnd(Segment):
-    """The CRLF that must follow chunk data (RFC 9112 §7.1)."""
-
-    kind: ClassVar[str] = "chunk-crlf"
-
-    def note(self) -> str:
-        return "CRLF ending the chunk data"
-
-
-@dataclass(frozen=True, slots=True)
-class LastChunk(Segment):
-    """The last-chunk line, ``0\\r\\n``: no more data, trailers (if any) follow."""
-
-    size_text: bytes
-    extensions: Extensions = ()
-
-    kind: ClassVar[str] = "last-chunk"
-
-    def note(self) -> str:
-        return "last chunk (size 0): the data is complete" + _show_extensions(self.extensions)
-
-
-@dataclass(frozen=True, slots=True)
-class TrailerField(Segment):
-    """One trailer field line with its CRLF (RFC 9112 §7.1.2); value without its OWS."""
-
-    name: bytes
-    value: bytes
-
-    kind: ClassVar[str] = "trailer-field"
-
-    def note(self) -> str:
-        return f"trailer field {_show(self.name)}: {_show(self.value)}"
-
-
-@dataclass(frozen=True, slots=True)
-class BodyEnd(Segment):
-    """The empty line (CRLF) that ends the chunked body."""
-
-    kind: ClassVar[str] = "body-end"
-
-    def note(self) -> str:
-        return "CRLF ending the chunked body"
-
-
-def _parse_extensions(ext: bytes) -> Extensions:
-    """Extensions from a chunk-ext that has already been checked against the grammar."""
-    items = []
-    for match in _EXT_ITEM_RE.finditer(ext):
-        value = match.group(2)
-        if value is not None and value[:1] == b'"':
-            value = _QUOTED_PAIR_RE.sub(rb"\1", value[1:-1])
-        items.append((match.group(1), value))
-    return tuple(items)
-
 
 # --------------------------------------------------------------------------------------
 # The decoder
@@ -793,78 +574,6 @@ class ChunkedDecoder:
         return ChunkedError(
             f"the decoder already failed: {self._error.message}", self._error.offset
         )
-
-
-# --------------------------------------------------------------------------------------
-# The encoder
-
-
-def _encode_extensions(extensions: Sequence[tuple[bytes, bytes | None]]) -> bytes:
-    parts = []
-    for name, value in extensions:
-        if not _TOKEN_RE.fullmatch(name):
-            raise ValueError(f"chunk extension name {name!r} is not a token")
-        if value is None:
-            parts.append(b";" + name)
-        elif _TOKEN_RE.fullmatch(value):
-            parts.append(b";" + name + b"=" + value)
-        elif _EXT_VALUE_RE.fullmatch(value):
-            quoted = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-            parts.append(b";" + name + b'="' + quoted + b'"')
-        else:
-            raise ValueError(f"chunk extension value {value!r} has control bytes")
-    return b"".join(parts)
-
-
-class ChunkedEncoder:
-    """Writes a chunked body one chunk at a time.
-
-    ``chunk(b"")`` returns ``b""``: a zero-length chunk would be the last-chunk and end the
-    body early, so empty data is simply not sent (h11 does the same). Asking for
-    extensions on an empty chunk raises ValueError, since there is nothing to carry them.
-    Names and values are checked, so the encoder never writes what the decoder refuses.
-    """
-
-    __slots__ = ("_ended",)
-
-    def __init__(self) -> None:
-        self._ended = False
-
-    def chunk(self, data: bytes, extensions: Sequence[tuple[bytes, bytes | None]] = ()) -> bytes:
-        """One chunk: size line (with extensions), the data, CRLF."""
-        if self._ended:
-            raise RuntimeError("the chunked body has already ended")
-        if not data:
-            if extensions:
-                raise ValueError("an empty chunk cannot carry extensions")
-            return b""
-        ext = _encode_extensions(extensions) if extensions else b""
-        return b"%x%s\r\n%s\r\n" % (len(data), ext, data)
-
-    def end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
-        """The last-chunk, the trailer fields, and the final CRLF."""
-        if self._ended:
-            raise RuntimeError("the chunked body has already ended")
-        lines = [b"0\r\n"]
-        for name, value in trailers:
-            if not _TOKEN_RE.fullmatch(name):
-                raise ValueError(f"trailer field name {name!r} is not a token")
-            if not _FIELD_VALUE_RE.fullmatch(value):
-                raise ValueError(
-                    f"trailer field value {value!r} has control bytes or surrounding whitespace"
-                )
-            lines.append(name + b": " + value + b"\r\n")
-        lines.append(b"\r\n")
-        self._ended = True
-        return b"".join(lines)
-
-
-def encode(chunks: Iterable[bytes], trailers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
-    """A whole chunked body: one chunk per non-empty item, then the end."""
-    encoder = ChunkedEncoder()
-    parts = [encoder.chunk(data) for data in chunks]
-    parts.append(encoder.end(trailers))
-    return b"".join(parts)
 
 
 def decode(body: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
