@@ -97,6 +97,9 @@ line longer than :data:`MAX_LINE_SIZE` fails at its first byte past the limit, a
 whose data would exceed :data:`MAX_DATA_SIZE` fails at the first byte that does not fit,
 however the stream is split. A browser has neither limit.
 
+The segments, :class:`Event` and :class:`SSEError` are in :mod:`lab.wire.sse_segments`, the
+encoder in :mod:`lab.wire.sse_encode`; every name of this module's ``__all__`` works from here.
+
 Where httpx-sse 0.4.3 differs
 -----------------------------
 
@@ -119,13 +122,31 @@ Measured through ``httpx_sse.EventSource`` on an ``httpx.Response``; each point 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar, Final, NoReturn
+from typing import Final, NoReturn
 
-from lab.wire.errors import ProtocolError
 from lab.wire.segment import Segment
+from lab.wire.sse_encode import encode_comment, encode_event
+from lab.wire.sse_segments import (
+    _DATA_APPENDED,
+    _ID_NUL,
+    _ID_RESET,
+    _ID_SET,
+    _RETRY_BAD,
+    _RETRY_EMPTY,
+    _TYPE_SET,
+    _UNKNOWN,
+    BOM,
+    NOTE_VALUE_CHARS,  # noqa: F401 - importable from here as before
+    Comment,
+    Dispatch,
+    Event,
+    Field,
+    Incomplete,
+    SSEError,
+    _make_dispatch,
+    _make_event,
+    _make_field,
+)
 
 __all__ = [
     "BOM",
@@ -160,212 +181,12 @@ MAX_LINE_SIZE: Final = 8 * 1024 * 1024
 # one huge event. Twice the line limit, so an event of two maximal lines still passes.
 MAX_DATA_SIZE: Final = 2 * MAX_LINE_SIZE
 
-# Notes quote field values up to this many characters, then "..."; the bytes are in view.
-NOTE_VALUE_CHARS: Final = 60
-
 _LF, _SP = 0x0A, 0x20
 _BOM: Final = b"\xef\xbb\xbf"
-_LINE_ENDINGS: Final = ("\n", "\r\n", "\r")
-_LINE_BREAK_RE: Final = re.compile(r"\r\n|\r|\n")
-
-
-def _shorten(text: str) -> str:
-    """A value for a note: repr-quoted, cut to NOTE_VALUE_CHARS characters."""
-    if len(text) > NOTE_VALUE_CHARS:
-        return repr(text[:NOTE_VALUE_CHARS]) + "..."
-    return repr(text)
-
-
-# --------------------------------------------------------------------------------------
-# Events, errors and segments
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event as a browser's EventSource dispatches it: a ``MessageEvent`` with this
-    ``type``, ``data`` and ``lastEventId``."""
-
-    type: str
-    data: str
-    last_event_id: str
-
-
-class SSEError(ProtocolError):
-    """The event stream broke one of the decoder's limits at byte ``offset``.
-
-    ``segments`` (from :class:`ProtocolError`) holds what the failing :meth:`SSEDecoder.feed`
-    (or :meth:`SSEDecoder.eof`) call had already completed.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class BOM(Segment):
-    """The byte order mark U+FEFF at the very start of the stream, which UTF-8 decode drops."""
-
-    kind: ClassVar[str] = "sse-bom"
-
-    def note(self) -> str:
-        return "byte order mark (U+FEFF): dropped by UTF-8 decode"
-
-
-@dataclass(frozen=True, slots=True)
-class Comment(Segment):
-    """A line starting with ':', with its line ending; ``text`` is what follows the ':'."""
-
-    text: str
-
-    kind: ClassVar[str] = "sse-comment"
-
-    def note(self) -> str:
-        return f"comment {_shorten(self.text)}: ignored"
-
-
-@dataclass(frozen=True, slots=True)
-class Field(Segment):
-    """One field line with its line ending.
-
-    ``value`` is what follows the first ':' without its one leading space (empty for a line
-    with no ':'). ``name_end`` is the offset of the ':' (or of the line ending when there is
-    none), ``value_start`` of the value's first byte, ``value_end`` of the line ending: the
-    name is ``[start, name_end)``, the ':' and its space ``[name_end, value_start)``, the
-    value ``[value_start, value_end)`` and the line ending ``[value_end, end)``.
-
-    ``effect`` says what the field did, one of: ``"appended to data"``, ``"event type
-    set"``, ``"last event ID set"``, ``"last event ID reset"``, ``"ignored: id contains
-    NUL"``, ``"reconnection time set to N ms"``, ``"ignored: retry is not all ASCII
-    digits"``, ``"ignored: retry is empty"``, ``"ignored: unknown field"``.
-    """
-
-    name: str
-    value: str
-    effect: str
-    name_end: int
-    value_start: int
-    value_end: int
-
-    kind: ClassVar[str] = "sse-field"
-
-    def note(self) -> str:
-        note = f"field {_shorten(self.name)} = {_shorten(self.value)}: {self.effect}"
-        if self.effect == _UNKNOWN and self.name.lower() in _FIELD_NAMES:
-            note += f" (names are case-sensitive: this is not {self.name.lower()!r})"
-        return note
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch(Segment):
-    """The blank line (just a line ending) that ends an event.
-
-    ``event`` is what a browser dispatches, or None when the data buffer was empty and
-    nothing is. ``last_event_id`` is the event source's last event ID string afterwards
-    (updated by every blank line, even one that dispatches nothing).
-    """
-
-    event: Event | None
-    last_event_id: str
-
-    kind: ClassVar[str] = "sse-dispatch"
-
-    def note(self) -> str:
-        last_id = f"last event ID {_shorten(self.last_event_id)}"
-        if self.event is None:
-            return f"blank line: nothing dispatched (the data buffer is empty); {last_id}"
-        size = len(self.event.data)
-        return (
-            f"blank line: dispatch a {_shorten(self.event.type)} event,"
-            f" {size} {'character' if size == 1 else 'characters'} of data; {last_id}"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Incomplete(Segment):
-    """Bytes after the last line ending when the stream ended: not a line, never processed."""
-
-    text: str
-
-    kind: ClassVar[str] = "sse-incomplete"
-
-    def note(self) -> str:
-        return f"{_shorten(self.text)} discarded at end of stream: no line ending after it"
-
-
-# --------------------------------------------------------------------------------------
-# Fast constructors for the hot path. A frozen dataclass's __init__ sets every field through
-# object.__setattr__ (to get past its own frozen __setattr__), which costs about twice as
-# much as writing the slots directly. These three build the very same objects (the tests
-# compare what the decoder returns with objects made by __init__) for what comes once per
-# line or per event; the rare ones (BOM, Comment, Incomplete) use the ordinary constructors.
-
-_DATA_APPENDED: Final = "appended to data"
-_new = object.__new__
-
-
-def _setter(cls: type, name: str) -> Callable[[object, object], None]:
-    """The setter of slot ``name``, which the frozen __setattr__ does not guard."""
-    descriptor = vars(cls)[name]
-    setter: Callable[[object, object], None] = descriptor.__set__
-    return setter
-
-
-_set_start, _set_end = _setter(Segment, "start"), _setter(Segment, "end")
-_set_type, _set_data = _setter(Event, "type"), _setter(Event, "data")
-_set_event_id = _setter(Event, "last_event_id")
-_set_event, _set_dispatch_id = _setter(Dispatch, "event"), _setter(Dispatch, "last_event_id")
-_set_name, _set_value = _setter(Field, "name"), _setter(Field, "value")
-_set_effect, _set_name_end = _setter(Field, "effect"), _setter(Field, "name_end")
-_set_value_start, _set_value_end = _setter(Field, "value_start"), _setter(Field, "value_end")
-
-
-def _make_event(type_: str, data: str, last_event_id: str) -> Event:
-    event: Event = _new(Event)
-    _set_type(event, type_)
-    _set_data(event, data)
-    _set_event_id(event, last_event_id)
-    return event
-
-
-def _make_dispatch(start: int, end: int, event: Event | None, last_event_id: str) -> Dispatch:
-    seg: Dispatch = _new(Dispatch)
-    _set_start(seg, start)
-    _set_end(seg, end)
-    _set_event(seg, event)
-    _set_dispatch_id(seg, last_event_id)
-    return seg
-
-
-def _make_field(  # noqa: PLR0917 - Field's own fields, in Field's order
-    start: int,
-    end: int,
-    name: str,
-    value: str,
-    effect: str,
-    name_end: int,
-    value_start: int,
-    value_end: int,
-) -> Field:
-    seg: Field = _new(Field)
-    _set_start(seg, start)
-    _set_end(seg, end)
-    _set_name(seg, name)
-    _set_value(seg, value)
-    _set_effect(seg, effect)
-    _set_name_end(seg, name_end)
-    _set_value_start(seg, value_start)
-    _set_value_end(seg, value_end)
-    return seg
 
 
 # --------------------------------------------------------------------------------------
 # The decoder
-
-_TYPE_SET: Final = "event type set"
-_ID_SET: Final = "last event ID set"
-_ID_RESET: Final = "last event ID reset"
-_ID_NUL: Final = "ignored: id contains NUL"
-_RETRY_BAD: Final = "ignored: retry is not all ASCII digits"
-_RETRY_EMPTY: Final = "ignored: retry is empty"
-_UNKNOWN: Final = "ignored: unknown field"
-_FIELD_NAMES: Final = frozenset({"data", "event", "id", "retry"})
 
 
 class SSEDecoder:
@@ -780,72 +601,3 @@ def parse(stream: bytes) -> list[Event]:
     segments = decoder.feed(stream)
     segments += decoder.eof()
     return [s.event for s in segments if type(s) is Dispatch and s.event is not None]
-
-
-# --------------------------------------------------------------------------------------
-# The encoder
-
-
-def _check_line_ending(line_ending: str) -> None:
-    if line_ending not in _LINE_ENDINGS:
-        raise ValueError(f"line_ending must be '\\n', '\\r\\n' or '\\r', not {line_ending!r}")
-
-
-def _check_no_line_break(what: str, value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{what} {value!r} contains CR or LF: it would end the line")
-
-
-def encode_event(
-    data: str = "",
-    *,
-    event: str | None = None,
-    id: str | None = None,
-    retry: int | None = None,
-    line_ending: str = "\n",
-) -> bytes:
-    """One event: ``event``, ``id`` and ``retry`` lines if given, one ``data`` line per line
-    of ``data``, then the blank line that dispatches it.
-
-    Every line of ``data`` is written as ``data: `` + the line, so a line that starts with
-    a space keeps it (the decoder removes exactly one). Data always gets at least one data
-    line, so ``data=""`` writes ``data:`` and the browser dispatches an event with empty
-    data (the MCP "priming event"). CRLF, CR and LF inside ``data`` all break lines and
-    all come back as LF: an event's data cannot carry a CR. ``event=""`` writes ``event:``,
-    which leaves the type ``message``; ``id=""`` writes ``id:``, which resets the last event
-    ID.
-
-    Raises ValueError for what the format cannot carry: CR or LF in ``event`` or ``id``,
-    NUL in ``id`` (the decoder would ignore the field), a negative ``retry``, a lone
-    surrogate anywhere (UnicodeEncodeError), a line ending other than LF, CRLF or CR.
-    """
-    _check_line_ending(line_ending)
-    lines = []
-    if event is not None:
-        _check_no_line_break("event type", event)
-        lines.append("event: " + event if event else "event:")
-    if id is not None:
-        _check_no_line_break("id", id)
-        if "\x00" in id:
-            raise ValueError(f"id {id!r} contains NUL: a browser would ignore the field")
-        lines.append("id: " + id if id else "id:")
-    if retry is not None:
-        if type(retry) is not int:
-            raise TypeError(f"retry must be an int (milliseconds), not {type(retry).__name__}")
-        if retry < 0:
-            raise ValueError(f"retry must not be negative, got {retry}")
-        lines.append(f"retry: {retry}")
-    pieces = data.split("\n") if "\r" not in data else _LINE_BREAK_RE.split(data)
-    lines.extend("data: " + piece if piece else "data:" for piece in pieces)
-    lines.append("")
-    lines.append("")
-    return line_ending.join(lines).encode("utf-8")
-
-
-def encode_comment(text: str = "", *, line_ending: str = "\n") -> bytes:
-    """A comment line, ``:`` + ``text``: ignored by the receiver, it keeps proxies from
-    dropping an idle stream. ``text`` is written as is (``encode_comment(" ping")`` is
-    ``: ping``), so :attr:`Comment.text` gives it back exactly."""
-    _check_line_ending(line_ending)
-    _check_no_line_break("comment", text)
-    return (":" + text + line_ending).encode("utf-8")
