@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -605,6 +606,16 @@ def test_plot_timeline_draws_on_given_axes(tokens_trace: Trace) -> None:
     ax = fig.add_subplot()
     assert plot_timeline(tokens_trace, ax=ax) is fig
     assert len(ax.get_lines()) == 1
+
+
+def test_plot_timeline_without_matplotlib_names_the_extra(
+    tokens_trace: Trace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on the tour's install, which has no matplotlib: None in sys.modules stops imports.
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install -e '\.\[plots\]'"):
+        plot_timeline(tokens_trace)
 
 
 # -- the nested SSE layer ------------------------------------------------------------

@@ -142,9 +142,15 @@ def plot_timeline(
     otherwise on a new figure (not registered with pyplot, so nothing pops up and nothing
     piles up); saves a PNG to ``path`` if given. Returns the figure.
     """
-    # Imported here: matplotlib takes longer to import than every other view needs to run.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    # Imported here: matplotlib takes longer to import than every other view needs to run,
+    # and it is an extra (the tour does not plot).
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+        from matplotlib.figure import Figure  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"plot_timeline needs matplotlib ({exc}): pip install -e '.[plots]'", name=exc.name
+        ) from None
 
     traces = [trace_or_traces] if isinstance(trace_or_traces, Trace) else list(trace_or_traces)
     if ax is None:
