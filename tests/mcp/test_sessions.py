@@ -10,7 +10,7 @@ from typing import Any
 import trio
 
 from lab.apps.mcp import McpEndpoint, McpLimits
-from lab.server import Server
+from lab.server import Limits, Server, serve_tcp
 from tests.mcp.helpers import (
     CLIENT_INFO,
     Stream,
@@ -31,6 +31,8 @@ from tests.server.helpers import WAIT, lab_server, run
 NOTICE = 5
 # A call that would run for about 17 minutes if nothing stopped it (the tool's maximum).
 LONG = {"n": 1000, "interval_ms": 1000}
+# How long a shutdown may take: the streams' grace, then closing.
+GRACE = Limits().shutdown_grace + Limits().close_timeout
 INIT_PARAMS = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": CLIENT_INFO}
 
 
@@ -255,3 +257,26 @@ def test_a_session_only_reading_its_get_stream_can_be_evicted() -> None:
         assert await _ping(server.port, listener) == 404
 
     _lab(check, endpoint)
+
+
+def test_shutdown_cancels_a_call_whose_client_hung_up() -> None:
+    # The call runs in the server's nursery (request.background): it outlives its client
+    # (so that the client can resume it), and the server's shutdown ends it.
+    endpoint = McpEndpoint()
+
+    async def main() -> None:
+        with trio.fail_after(WAIT + LONG["n"]):  # virtual seconds: a hang fails
+            async with trio.open_nursery() as nursery:
+                server: Server = await nursery.start(serve_tcp, app_for(endpoint), 0)
+                headers = legacy_headers(await establish(server.port))
+                async with open_stream(server.port, "POST", headers, stream_call(**LONG)) as call:
+                    await call.read(lambda events: len(events) >= 2)
+                await trio.sleep(NOTICE)
+                assert endpoint.stats.calls_running == 1  # the client left; the call did not
+                begun = trio.current_time()
+                server.shutdown()
+            assert trio.current_time() - begun <= GRACE
+            assert endpoint.stats.calls_running == 0
+            assert endpoint.stats.calls_cancelled == 1
+
+    run(main, autojump=True)

@@ -229,3 +229,28 @@ def test_a_detached_call_has_a_deadline_only_while_no_one_reads_it() -> None:
         assert not other.abandoned
 
     run(main, autojump=True)
+
+
+def test_host_and_origin_naming_the_address_the_request_arrived_on_pass() -> None:
+    from lab.apps import interface
+    from lab.apps.mcp.checks import Reject, check_host, check_origin
+
+    def request(
+        host: str, origin: str | None = None, local: str = "127.0.0.5:8080"
+    ) -> interface.Request:
+        headers = [("host", host), *([("origin", origin)] if origin else [])]
+        return interface.make_request("POST", "/mcp", headers, b"", "http/1.1", local=local)
+
+    check_host(request("127.0.0.5:8080"), frozenset())
+    check_host(request("[::1]:8080", local="[::1]:8080"), frozenset())
+    check_origin(request("127.0.0.5:8080", "http://127.0.0.5:8080"), frozenset())
+    for host in ("127.0.0.6:8080", "evil.example"):
+        with pytest.raises(Reject) as refused:
+            check_host(request(host), frozenset())
+        assert refused.value.status == 421
+    with pytest.raises(Reject) as refused:
+        check_origin(request("127.0.0.5:8080", "http://127.0.0.6:8080"), frozenset())
+    assert refused.value.status == 403
+    # A request made outside a server has no local address: only the usual names pass.
+    with pytest.raises(Reject):
+        check_host(request("127.0.0.5:8080", local=""), frozenset())

@@ -103,6 +103,18 @@ def parse_host(value: str) -> tuple[str, str | None] | None:
     return host, rest[1:]
 
 
+def own_address(request: Request) -> str | None:
+    """The IP address the request arrived on, as a Host would name it ("[::1]" for IPv6).
+
+    A Host or Origin naming it is as safe as "127.0.0.1": DNS rebinding (the attack the
+    MCP transport's security warning is about, 2025-11-25 basic/transports) needs a DNS
+    name, and an IP literal is none. So ``lab serve --host 127.0.0.5`` answers
+    ``Host: 127.0.0.5:PORT`` without an ``allowed_hosts`` entry.
+    """
+    host, sep, _ = request.local.rpartition(":")
+    return host.lower() if sep and host else None
+
+
 def check_host(request: Request, allowed_hosts: frozenset[str]) -> None:
     """Gate 1: one well-formed ``Host`` (400) naming this machine or an allowed host (421)."""
     values = [value.strip(" \t") for name, value in request.headers if name == "host"]
@@ -119,6 +131,7 @@ def check_host(request: Request, allowed_hosts: frozenset[str]) -> None:
     host, port = parsed
     if (
         host in LOCAL_HOSTS
+        or host == own_address(request)
         or host in allowed_hosts
         or (port is not None and f"{host}:{port}" in allowed_hosts)
     ):
@@ -138,7 +151,7 @@ def check_origin(request: Request, allowed_origins: frozenset[str]) -> None:
     # RFC 6454 §6.2: scheme "://" host [":" port], nothing more (no userinfo, no path).
     scheme, sep, authority = origin.partition("://")
     parsed = parse_host(authority) if sep and scheme.lower() in ("http", "https") else None
-    if parsed is not None and parsed[0] in LOCAL_HOSTS:
+    if parsed is not None and (parsed[0] in LOCAL_HOSTS or parsed[0] == own_address(request)):
         return
     raise Reject(403, INVALID_REQUEST, f"Forbidden: Origin {origin[:100]!r}")
 

@@ -1,6 +1,6 @@
 """What an :class:`~lab.apps.mcp.transport.McpEndpoint` keeps during one trio run: the
-session table, the host of background calls, and :class:`McpStats`, the counters tests and
-notebooks read.
+session table and :class:`McpStats`, the counters tests and notebooks read. (Calls that
+outlive their request run in the server's nursery, ``request.background``.)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from lab.apps.mcp.session import SessionTable, TaskHost
+from lab.apps.mcp.session import SessionTable
 
 __all__ = ["McpStats", "RunState"]
 
@@ -54,5 +54,4 @@ class RunState:
     """What one endpoint keeps during one trio run."""
 
     sessions: SessionTable
-    tasks: TaskHost = field(default_factory=TaskHost)
     stats: McpStats = field(default_factory=McpStats)

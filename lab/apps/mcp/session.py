@@ -43,9 +43,8 @@ import logging
 import math
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import trio
 
@@ -59,7 +58,6 @@ __all__ = [
     "Session",
     "SessionTable",
     "SessionsFull",
-    "TaskHost",
     "new_session_id",
 ]
 
@@ -313,40 +311,3 @@ class SessionTable:
     def close_all(self) -> None:
         for session in list(self._sessions.values()):
             self._end(session)
-
-
-class TaskHost:
-    """A nursery for work that must outlive the HTTP request that started it.
-
-    A 2025-11-25 tool call keeps running when the connection carrying its stream drops,
-    so that a client can resume the stream; but the servers cancel a handler whose client
-    went away. The call therefore runs here: in a nursery held by a trio *system task*,
-    which lives until the trio run ends (and is cancelled then). A task that fails is
-    logged; it must not crash the run.
-    """
-
-    def __init__(self) -> None:
-        self._nursery: trio.Nursery | None = None
-        self._ready: trio.Event | None = None
-
-    async def start_soon(self, fn: Callable[[], Awaitable[Any]], name: str) -> None:
-        if self._ready is None:
-            self._ready = trio.Event()
-            trio.lowlevel.spawn_system_task(self._host, name="lab.mcp task host")
-        await self._ready.wait()
-        assert self._nursery is not None
-        self._nursery.start_soon(self._guarded, fn, name, name=name)
-
-    async def _host(self) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            assert self._ready is not None
-            self._ready.set()
-            await trio.sleep_forever()
-
-    @staticmethod
-    async def _guarded(fn: Callable[[], Awaitable[Any]], name: str) -> None:
-        try:
-            await fn()
-        except Exception:
-            log.exception("MCP background task %s failed", name)

@@ -336,7 +336,9 @@ class McpEndpoint:
         async def run() -> None:
             await self._run_call(state, session, message, call)
 
-        await state.tasks.start_soon(run, name=f"mcp call {message.id!r}")
+        # The server's nursery: the call outlives this request when its client hangs up
+        # (to be resumed with Last-Event-ID), and ends with the server's shutdown.
+        request.background.start_soon(run, name=f"mcp call {message.id!r}")
         await self._read_stream(session, call.stream, 0, response)
 
     @staticmethod
@@ -361,6 +363,7 @@ class McpEndpoint:
                 stream.append(dumps(note))
 
         ctx = CallContext(message.progress_token, send, self._session_logger(session))
+        stopped = False  # by the server's shutdown (the call's own scope was not cancelled)
         try:
             with call.scope:
                 try:
@@ -370,6 +373,9 @@ class McpEndpoint:
                 except RpcError as exc:
                     reply = exc.response(message.id)
                 await send(reply)
+        except trio.Cancelled:
+            stopped = True
+            raise
         finally:
             # A call the client cancelled sends no response (cancellation.mdx); its stream
             # just ends. One the server gave up on answers with an error, so that a client
@@ -382,7 +388,7 @@ class McpEndpoint:
                     message.id, INTERNAL_ERROR,
                     f"Request abandoned: no connection read its stream for {timeout:g} s",
                 )))  # fmt: skip
-            state.stats.ended(cancelled=call.scope.cancelled_caught and not abandoned,
+            state.stats.ended(cancelled=(call.scope.cancelled_caught or stopped) and not abandoned,
                               abandoned=abandoned)  # fmt: skip
             session.calls.pop(message.id, None)
             stream.close()
