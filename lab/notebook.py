@@ -32,6 +32,7 @@ import trio
 from rich.console import Console
 from rich.jupyter import JUPYTER_HTML_FORMAT
 
+from lab.apps import app as lab_app
 from lab.capture.trace import Trace
 from lab.capture.views import render
 from lab.server import Server, serve_tcp
@@ -154,7 +155,7 @@ def start_server(name: str = "default", **serve_kwargs: Any) -> ServerHandle:
     running server, so re-running a notebook cell is safe; the same name with different
     arguments is a mistake and raises :class:`ValueError`.
     """
-    options = {"host": "127.0.0.1", "port": 0, **serve_kwargs}
+    options = {"app": lab_app, "host": "127.0.0.1", "port": 0, **serve_kwargs}
     with _lock:
         handle = _servers.get(name)
         if handle is not None and handle.running:
@@ -242,18 +243,28 @@ def show(trace: Trace, view: str = "annotated", *, width: int | None = None) -> 
     # Only ever needed inside a kernel (IPython is there); its display() has no annotations.
     from IPython.display import display  # noqa: PLC0415
 
+    # Jupyter's default width unless one was given.
+    display(_bundle(trace, view, console.width), raw=True)  # type: ignore[no-untyped-call]
+
+
+def _bundle(trace: Trace, view: str, width: int) -> dict[str, str]:
+    """The MIME bundle :func:`show` displays: the view ``width`` columns wide as coloured
+    ``text/html`` (what a front end renders) and as ``text/plain`` (the same text)."""
     recorder = Console(
         record=True,
         file=io.StringIO(),
-        width=console.width,  # Jupyter's default width unless one was given
+        width=width,
         highlight=False,
         force_terminal=True,
-        force_jupyter=False,  # it only records; the bundle below is the one output
+        force_jupyter=False,  # it only records; the bundle is the one output
         color_system="truecolor",
     )
     render(trace, view, recorder)
-    bundle = {
-        "text/plain": recorder.export_text(),
-        "text/html": recorder.export_html(inline_styles=True, code_format=JUPYTER_HTML_FORMAT),
+    # Both exports read the one recording: rich's export_* empty the record buffer unless
+    # told clear=False, and a second export of an emptied buffer is an empty <pre>.
+    return {
+        "text/plain": recorder.export_text(clear=False),
+        "text/html": recorder.export_html(
+            inline_styles=True, code_format=JUPYTER_HTML_FORMAT, clear=False
+        ),
     }
-    display(bundle, raw=True)  # type: ignore[no-untyped-call]

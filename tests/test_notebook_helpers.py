@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 
 import pytest
 import trio
+from rich.console import JUPYTER_DEFAULT_COLUMNS
 
-from lab.client import fetch
-from lab.notebook import run, show, start_server, stop_all, stop_server
+from lab.capture.views import VIEWS
+from lab.client import Exchange, fetch
+from lab.notebook import _bundle, run, show, start_server, stop_all, stop_server
+from tests.notebook_html import RICH_HTML_PREFIX, html_text, view_text
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +118,52 @@ def test_show_prints_outside_jupyter(capsys: pytest.CaptureFixture[str]) -> None
     assert "status line: HTTP/1.1 200" in out
     show(exchange.trace, "timeline", width=120)
     assert "1 piece, 5 bytes" in capsys.readouterr().out
+
+
+def _chunked_exchange(name: str) -> Exchange:
+    srv = start_server(name)
+    return run(fetch, srv.host, srv.port, "GET", "/tokens?n=3&interval_ms=0", name=name)
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_show_bundle_html_shows_the_view(view: str) -> None:
+    # What a notebook front end renders is the text/html: it must show the same view as
+    # the text/plain beside it (rich's first export clears its record unless told not to).
+    exchange = _chunked_exchange("bundle")
+    bundle = _bundle(exchange.trace, view, 120)
+    assert set(bundle) == {"text/plain", "text/html"}
+    plain, html = bundle["text/plain"], bundle["text/html"]
+    assert plain.strip(), f"{view}: empty text/plain"
+    assert html.startswith(RICH_HTML_PREFIX)
+    assert html_text(html).strip(), f"{view}: the text/html shows nothing"
+    assert view_text(html) == plain
+
+
+def test_show_bundle_holds_the_bytes() -> None:
+    exchange = _chunked_exchange("bytes")
+    shown = html_text(_bundle(exchange.trace, "annotated", 120)["text/html"])
+    assert "GET /tokens?n=3&interval_ms=0 HTTP/1.1" in shown  # the request line
+    assert "status line: HTTP/1.1 200" in shown
+    # Each chunk's size line as sent (hex digits, CRLF: RFC 9112 §7.1) and what it means;
+    # the sizes add up to the body the client decoded.
+    sizes = re.findall(r"^.*  ([0-9a-f]+)\\r\\n +chunk size 0x\1 = (\d+) bytes", shown, re.M)
+    assert len(sizes) > 1, shown
+    assert sum(int(n) for _, n in sizes) == len(exchange.response.body)
+    assert all(int(h, 16) == int(n) for h, n in sizes)
+    assert "0\\r\\n" in shown
+    assert "last chunk (size 0)" in shown
+
+
+def test_show_in_jupyter_displays_the_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # show() as a kernel runs it: rich finds Jupyter, and IPython's display gets one raw
+    # bundle.
+    display = pytest.importorskip("IPython.display")
+    shown: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr("rich.console._is_jupyter", lambda: True)
+    monkeypatch.setattr(display, "display", lambda obj, **kw: shown.append((obj, kw)))
+    exchange = _chunked_exchange("jupyter")
+    show(exchange.trace, "sequence")
+    assert len(shown) == 1
+    bundle, kwargs = shown[0]
+    assert kwargs == {"raw": True}
+    assert bundle == _bundle(exchange.trace, "sequence", JUPYTER_DEFAULT_COLUMNS)

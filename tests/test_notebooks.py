@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,11 @@ from typing import Final
 
 import pytest
 
+from tests.notebook_html import RICH_HTML_PREFIX, html_text, view_text
+
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
+nbconvert = pytest.importorskip("nbconvert")
 
 pytestmark = pytest.mark.interop
 
@@ -107,6 +111,16 @@ EXPECTED_OUTPUT: Final = {
     ],
 }
 
+# Text of the lab's views (lab.notebook.show) that the HTML page nbconvert makes of the run
+# must show, by notebook: it is in no cell's source, so only a view that rendered has it.
+EXPECTED_IN_PAGE: Final = {
+    "01_request_response_vs_streaming": [
+        "status line: HTTP/1.1 200",
+        "chunk size 0x",
+        "last chunk (size 0): the data is complete",
+    ],
+}
+
 
 @pytest.fixture(scope="session")
 def kernel_on_this_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -147,9 +161,50 @@ def _output_text(notebook: object) -> str:
     return "\n".join(parts)
 
 
+def _rich_outputs(notebook: object) -> Iterator[dict[str, str]]:
+    """The MIME bundle of every output that shows HTML."""
+    for cell in notebook.cells:  # type: ignore[attr-defined]
+        for output in cell.get("outputs", []):
+            if output.output_type in ("execute_result", "display_data") and (
+                "text/html" in output.data
+            ):
+                yield output.data
+
+
+def _check_html_outputs(path: Path, notebook: object) -> list[str]:
+    """Every HTML output shows something, and each of the lab's views (lab.notebook.show)
+    shows in HTML the text its text/plain holds; the views' text/plain, returned."""
+    views = []
+    for data in _rich_outputs(notebook):
+        html = data["text/html"]
+        assert html_text(html).strip(), f"{path.name}: an HTML output shows nothing: {html!r}"
+        if html.startswith(RICH_HTML_PREFIX):
+            assert view_text(html) == data["text/plain"], (
+                f"{path.name}: a view's HTML and text differ"
+            )
+            views.append(data["text/plain"])
+    # show(...), not plt.show()
+    if re.search(r"(?<![.\w])show\(", path.read_text(encoding="utf-8")):
+        assert views, f"{path.name}: show() was called but no view was displayed"
+    return views
+
+
+def _check_html_page(path: Path, notebook: object, views: list[str]) -> None:
+    """nbconvert's HTML page of the run holds each view's text (as a browser shows it)."""
+    page, _ = nbconvert.HTMLExporter().from_notebook_node(notebook)
+    shown = html_text(page)
+    for view in views:
+        # A view's longest line: bytes and their meaning, not a line any code cell has.
+        line = max((line.strip() for line in view.splitlines()), key=len)
+        assert line in shown, f"{path.name}: the HTML page lacks the view line {line!r}"
+    for expected in EXPECTED_IN_PAGE.get(path.stem, []):
+        assert expected in shown, f"{path.name}: no {expected!r} in the HTML page"
+
+
 def test_every_notebook_is_checked() -> None:
     assert NOTEBOOKS, f"no notebooks found in {NOTEBOOK_DIR}"
     assert {p.stem for p in NOTEBOOKS} == set(EXPECTED_OUTPUT)
+    assert set(EXPECTED_IN_PAGE) <= set(EXPECTED_OUTPUT)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -189,3 +244,5 @@ def test_notebook_runs(path: Path, kernel_on_this_python: None) -> None:
     text = _output_text(notebook)
     for expected in EXPECTED_OUTPUT[path.stem]:
         assert expected in text, f"{path.name}: no {expected!r} in the outputs"
+    views = _check_html_outputs(path, notebook)
+    _check_html_page(path, notebook, views)
