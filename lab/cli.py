@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lab.apps import app as lab_app
 from lab.apps import index_text
 from lab.capture.annotate import annotate
 from lab.capture.fileformat import load
@@ -51,6 +52,7 @@ async def _serve(args: argparse.Namespace, console: Console) -> None:
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
             lambda task_status: serve_tcp(
+                lab_app,
                 port=args.port,
                 host=args.host,
                 trace_dir=args.trace_dir,

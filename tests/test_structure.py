@@ -48,6 +48,14 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> Iterator[tuple[st
         else:
             continue
         for target in targets:
+            # Importing a.b.c runs a/__init__.py and a/b/__init__.py first: those are
+            # imports too (the cycle through a package's __init__ is the usual one).
+            # (A package's own submodule runs inside its __init__, so not for those.)
+            parts = target.split(".")
+            for depth in range(1, len(parts)):
+                module = ".".join(parts[:depth])
+                if module in known and not name.startswith(f"{module}."):
+                    yield module, node.lineno
             if target in known and target != name:
                 yield target, node.lineno
 
@@ -116,6 +124,44 @@ def test_no_import_cycle() -> None:
         for c in _cycles(graph)
     ]
     assert not described, "import cycles:\n" + "\n".join(described)
+
+
+# The layers, lowest first: a module imports only from its own package or a lower layer.
+# Packages on one level do not import each other.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("lab.wire",),
+    ("lab.capture",),
+    ("lab.server", "lab.client"),
+    ("lab.apps",),
+    ("lab.attacks",),
+    ("lab.bench", "lab.scenarios"),
+    ("lab.notebook", "lab.lessons"),
+    ("lab.cli",),
+    ("lab.__main__",),
+)
+# The one import upward: a server serves the lab's own endpoints unless given an app
+# (serve_tcp's default), which scenarios, notebooks and `lab serve` rely on.
+UPWARD_ALLOWED = frozenset({("lab.server.listener", "lab.apps")})
+
+
+def _layer(module: str) -> tuple[int, str]:
+    for level, packages in enumerate(LAYERS):
+        for package in packages:
+            if module == package or module.startswith(f"{package}."):
+                return level, package
+    raise AssertionError(f"{module} is in no layer: add its package to LAYERS")
+
+
+def test_layers_import_top_down() -> None:
+    wrong = [
+        f"{a} (line {line}) imports {b}"
+        for a, edges in _graph().items()
+        if a != "lab"
+        for b, line in edges.items()
+        if (a, b) not in UPWARD_ALLOWED
+        and ((la := _layer(a))[0] < (lb := _layer(b))[0] or (la[0] == lb[0] and la[1] != lb[1]))
+    ]
+    assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:

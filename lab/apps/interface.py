@@ -1,153 +1,31 @@
-"""The protocol-neutral interface every endpoint is written against.
+"""The interface every endpoint is written against, where apps import it from.
 
-An app is ``async def handler(request: Request, response: ResponseStream) -> None``. The
-HTTP/1.1 server maps :class:`ResponseStream` onto h11 events (each ``send`` becomes one
-chunk of a chunked body, or a slice of a Content-Length body); the HTTP/2 server maps it
-onto HEADERS / DATA frames. An endpoint never sees which protocol carried it, which is what
-lets the lab show the same reply framed both ways.
+It is defined beside the servers that implement it (lab.server.interface), so that the
+layers import top-down: the servers never import the apps.
 """
 
-from __future__ import annotations
-
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
-from urllib.parse import parse_qsl, urlsplit
+from lab.server.interface import (
+    AbortResponse,
+    Background,
+    Handler,
+    Headers,
+    HTTPError,
+    NoBackground,
+    Request,
+    ResponseStream,
+    make_request,
+    send_text,
+)
 
 __all__ = [
     "AbortResponse",
     "Background",
     "HTTPError",
     "Handler",
+    "Headers",
+    "NoBackground",
     "Request",
     "ResponseStream",
     "make_request",
     "send_text",
 ]
-
-Headers = Sequence[tuple[str, str]]
-
-
-class Background(Protocol):
-    """Where an app runs work that must outlive the request that started it.
-
-    A lab server owns it: a task started here is not cancelled when the request's client
-    goes away (its handler is), but :meth:`lab.server.Server.shutdown` cancels it within
-    the shutdown grace. A task that fails is logged and ends alone.
-    """
-
-    def start_soon(self, fn: Callable[[], Awaitable[object]], *, name: str) -> None: ...
-
-
-class NoBackground:
-    """For a request made outside a server (tests of one handler): refuses background work."""
-
-    def start_soon(self, fn: Callable[[], Awaitable[object]], *, name: str) -> None:
-        raise RuntimeError(f"no server to run {name!r} in the background")
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    target: str  # as sent on the wire: path plus query
-    path: str
-    query: dict[str, str]  # first value wins for repeated names
-    headers: tuple[tuple[str, str], ...]  # names lower-cased, in wire order
-    body: bytes
-    protocol: str  # "http/1.1" or "h2"
-    # The server's end of the connection, "host:port" as its socket has it (IPv6 in
-    # brackets): which address the client reached, for virtual hosting and Host checks.
-    local: str = ""
-    peer: str = ""  # the client's end, "host:port"
-    background: Background = field(default_factory=NoBackground, repr=False, compare=False)
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-def make_request(
-    method: str, target: str, headers: Headers, body: bytes, protocol: str,
-    *, local: str = "", peer: str = "", background: Background | None = None,
-) -> Request:  # fmt: skip
-    try:
-        parts = urlsplit(target)
-    except ValueError as exc:  # e.g. "http://[::1/x": an IP literal without its "]"
-        raise HTTPError(400, f"request target {target[:200]!r} is not a URI: {exc}\n") from None
-    query: dict[str, str] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        query.setdefault(key, value)
-    return Request(
-        method=method,
-        target=target,
-        path=parts.path or "/",
-        query=query,
-        headers=tuple((k.lower(), v) for k, v in headers),
-        body=body,
-        protocol=protocol,
-        local=local,
-        peer=peer,
-        background=background if background is not None else NoBackground(),
-    )
-
-
-class ResponseStream(Protocol):
-    """What a handler writes its response to.
-
-    ``start`` once, then any number of ``send`` (each is one wire unit: a chunk on HTTP/1.1,
-    a DATA frame on HTTP/2; an empty ``send`` is ignored), then ``end``. A handler that
-    returns without calling ``end`` is ended for it. Trailers need a streamed body.
-    """
-
-    async def start(self, status: int, headers: Headers = ()) -> None: ...
-
-    async def send(self, data: bytes) -> None: ...
-
-    async def end(self, trailers: Headers = ()) -> None: ...
-
-
-Handler = Callable[[Request, ResponseStream], Awaitable[None]]
-
-
-async def send_text(
-    response: ResponseStream, status: int, text: str, headers: Headers = ()
-) -> None:
-    """A whole text/plain response with Content-Length: error messages, the index."""
-    body = text.encode("utf-8")
-    await response.start(
-        status,
-        [
-            ("content-type", "text/plain; charset=utf-8"),
-            ("content-length", str(len(body))),
-            *headers,
-        ],
-    )
-    await response.send(body)
-    await response.end()
-
-
-class HTTPError(Exception):
-    """Raised by a handler before ``start`` to answer with an error status and a text body."""
-
-    def __init__(self, status: int, message: str, headers: Headers = ()) -> None:
-        super().__init__(status, message)
-        self.status = status
-        self.message = message
-        self.headers = tuple(headers)
-
-
-class AbortResponse(Exception):
-    """Raised by a handler to cut its response off without a proper end.
-
-    The client then sees a broken stream (no last-chunk on HTTP/1.1, RST_STREAM on HTTP/2)
-    rather than a complete-looking short one; an EventSource reconnects. Used for the
-    slow-reader policy. The server logs ``reason`` as information, not as a failure.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import trio
 
+from lab.apps import app as lab_app
 from lab.capture.tap import Recorder
 from lab.capture.trace import Trace
 from lab.server import Server, serve_tcp
@@ -44,7 +45,7 @@ def _scenario_date() -> bytes:
 
 
 async def serve_for_scenarios(*, task_status: trio.TaskStatus[Server]) -> None:
-    await serve_tcp(date_source=_scenario_date, task_status=task_status)
+    await serve_tcp(lab_app, date_source=_scenario_date, task_status=task_status)
 
 
 async def run_scenario(scenario: Scenario, server: Server | None = None) -> Trace:

@@ -21,7 +21,7 @@ __all__ = ["ServerTasks"]
 
 
 class ServerTasks:
-    """:class:`lab.apps.interface.Background` on a nursery the server runs (:meth:`run`)."""
+    """:class:`lab.server.interface.Background` on a nursery the server runs (:meth:`run`)."""
 
     def __init__(self) -> None:
         self._nursery: trio.Nursery | None = None

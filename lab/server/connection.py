@@ -18,8 +18,8 @@ from typing import Final
 
 import trio
 
-from lab.apps.interface import Background, NoBackground
 from lab.server.budget import AddressBudgets, ServerBudget
+from lab.server.interface import Background, NoBackground
 
 __all__ = ["SERVER_NAME", "ConnectionState", "http_date"]
 

@@ -23,7 +23,6 @@ import h2.settings
 import trio
 from hyperframe.frame import GoAwayFrame, SettingsFrame
 
-from lab.apps.interface import Handler
 from lab.server.connection import ConnectionState
 from lab.server.h2input import (
     GOAWAY,
@@ -36,6 +35,7 @@ from lab.server.h2input import (
 )
 from lab.server.h2stream import Stream
 from lab.server.h2writer import FrameWriter
+from lab.server.interface import Handler
 from lab.server.limits import Limits
 
 __all__ = ["H2State"]

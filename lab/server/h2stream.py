@@ -3,7 +3,7 @@
 A stream (RFC 9113 §5.1) is accepted when its HEADERS arrive, collects its request body
 within the lab's budgets, runs one handler task, and ends when the server sends
 END_STREAM or RST_STREAM or the client resets it. :class:`H2Response` maps
-:class:`lab.apps.interface.ResponseStream` onto HEADERS and DATA frames; the connection
+:class:`lab.server.interface.ResponseStream` onto HEADERS and DATA frames; the connection
 (lab.server.http2) does the sending, within flow control.
 """
 
@@ -15,8 +15,8 @@ from typing import Final, Protocol
 import h2.connection
 import trio
 
-from lab.apps.interface import Headers
 from lab.server.connection import SERVER_NAME, ConnectionState
+from lab.server.interface import Headers
 
 __all__ = ["H2Response", "Stalled", "Stream"]
 
@@ -63,7 +63,7 @@ class _Owner(Protocol):
 
 
 class H2Response:
-    """:class:`lab.apps.interface.ResponseStream` over one HTTP/2 stream."""
+    """:class:`lab.server.interface.ResponseStream` over one HTTP/2 stream."""
 
     def __init__(self, owner: _Owner, stream: Stream) -> None:
         self._owner = owner

@@ -25,7 +25,10 @@ from http import HTTPStatus
 import h11
 import trio
 
-from lab.apps.interface import (
+from lab.server.closing import linger
+from lab.server.connection import SERVER_NAME, ConnectionState
+from lab.server.faults import boundary, contains, first_of, leaves
+from lab.server.interface import (
     AbortResponse,
     Handler,
     Headers,
@@ -33,9 +36,6 @@ from lab.apps.interface import (
     make_request,
     send_text,
 )
-from lab.server.closing import linger
-from lab.server.connection import SERVER_NAME, ConnectionState
-from lab.server.faults import boundary, contains, first_of, leaves
 from lab.server.limits import Limits
 
 __all__ = ["serve_http1"]
@@ -67,7 +67,7 @@ def _reason(status: int) -> bytes:
 
 
 class _H1Response:
-    """:class:`lab.apps.interface.ResponseStream` over one h11 connection."""
+    """:class:`lab.server.interface.ResponseStream` over one h11 connection."""
 
     def __init__(self, owner: _H1Connection, *, close: bool) -> None:
         self._owner = owner

@@ -57,7 +57,6 @@ import h2.settings
 import hpack.exceptions
 import trio
 
-from lab.apps.interface import AbortResponse, Handler, HTTPError, make_request, send_text
 from lab.server.closing import linger
 from lab.server.connection import ConnectionState
 from lab.server.faults import boundary, contains, first_of, leaves
@@ -71,6 +70,7 @@ from lab.server.h2state import (
 )
 from lab.server.h2stream import H2Response, Stalled, Stream
 from lab.server.h2writer import Gone
+from lab.server.interface import AbortResponse, Handler, HTTPError, make_request, send_text
 from lab.server.limits import Limits
 
 __all__ = ["PREFACE", "serve_h2"]

@@ -14,8 +14,6 @@ from typing import Final
 
 import trio
 
-from lab.apps import Handler, stats
-from lab.apps import app as default_app
 from lab.capture.tap import Recorder, socket_addresses
 from lab.capture.trace import Trace
 from lab.server.background import ServerTasks
@@ -25,7 +23,9 @@ from lab.server.connection import ConnectionState, http_date
 from lab.server.faults import boundary
 from lab.server.http1 import serve_http1
 from lab.server.http2 import PREFACE, serve_h2
+from lab.server.interface import Handler
 from lab.server.limits import Limits
+from lab.server.reports import register, unregister
 from lab.server.tls import TLSConfig
 
 __all__ = ["ConnectionState", "Server", "serve_tcp", "sniff"]
@@ -38,7 +38,7 @@ class Server:
 
     def __init__(
         self,
-        app: Handler = default_app,
+        app: Handler,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -78,7 +78,7 @@ class Server:
     ) -> None:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
-        stats.register(self.stats)
+        register(self.stats)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -86,7 +86,7 @@ class Server:
                 nursery.start_soon(self._accept, listeners, nursery)
                 task_status.started(self)
         finally:
-            stats.unregister(self.stats)
+            unregister(self.stats)
 
     def stats(self) -> dict[str, int | str]:
         """What this server holds now (``GET /stats`` lists it)."""
@@ -288,7 +288,7 @@ _PREFACE_LINE: Final = len(b"PRI * HTTP/2.0\r\n")
 
 
 async def serve_tcp(
-    app: Handler = default_app,
+    app: Handler,
     port: int = 0,
     *,
     host: str = "127.0.0.1",
@@ -300,7 +300,8 @@ async def serve_tcp(
 ) -> None:
     """Serve the lab on ``host:port`` (port 0 picks a free one) until cancelled or shut down.
 
-    ``server = await nursery.start(serve_tcp, app, 0)`` gives the running :class:`Server`.
+    ``server = await nursery.start(serve_tcp, app, 0)`` gives the running :class:`Server`;
+    ``lab.apps.app`` is the lab's own endpoints.
     """
     server = Server(
         app, host=host, port=port, limits=limits, trace_dir=trace_dir, date_source=date_source,

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
+from lab.apps import app as lab_app
 from lab.apps.tokens import tokens_for
 from lab.capture.annotate import annotate
 from lab.capture.trace import CLOSE, CONNECT, RECV, RESET, SEND, ConnectionTrace, Record, Trace
@@ -56,7 +57,7 @@ def with_server(script: Callable[[Server], Awaitable[T]]) -> T:
     async def main() -> T:
         with trio.fail_after(WAIT):
             async with trio.open_nursery() as nursery:
-                server: Server = await nursery.start(serve_tcp)
+                server: Server = await nursery.start(serve_tcp, lab_app)
                 try:
                     return await script(server)
                 finally:
