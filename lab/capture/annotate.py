@@ -19,6 +19,7 @@ from typing import ClassVar, Protocol
 
 from lab.capture.trace import EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Trace
 from lab.wire.errors import ProtocolError
+from lab.wire.h2fields import FrameField
 from lab.wire.h2frames import (
     DEFAULT_HEADER_TABLE_SIZE,
     DEFAULT_MAX_FRAME_SIZE,
@@ -79,12 +80,18 @@ class AnnotatedConnection:
         ]
 
     def record_notes(self) -> dict[int, list[str]]:
-        """For each SEND/RECV record, the notes of the segments whose bytes it carried."""
+        """For each SEND/RECV record, the notes of the segments whose bytes it carried.
+
+        The fields of an HTTP/2 frame are left out: the frame's own note says what they
+        hold, and a pcapng reader (Wireshark) dissects the fields itself.
+        """
         out: dict[int, list[str]] = {}
         for direction in (True, False):
             spans = _record_spans(self.conn, from_client=direction)
             starts = [start for _, start, _ in spans]
             for seg in self.segments(from_client=direction, nested=True):
+                if isinstance(seg, Nested) and isinstance(seg.unit, FrameField):
+                    continue
                 first = max(bisect_right(starts, seg.start) - 1, 0)
                 last = max(bisect_left(starts, seg.end) - 1, first)
                 for k in range(first, min(last + 1, len(spans))):

@@ -2,11 +2,15 @@
 
 The HTTP/2 counterpart of :class:`lab.wire.http1.MessageDecoder`. Frames come from
 :class:`lab.wire.h2frames.FrameDecoder` (with HPACK decoding: one HPACK context per
-direction, as on the wire). On top of the frames it adds two nested layers:
+direction, as on the wire). Under each frame it nests, as
+:class:`~lab.wire.segment.Nested` segments placed at their wire ranges:
 
-- under each HEADERS frame that ends a field block, one :class:`~lab.wire.segment.Nested`
-  segment per HPACK representation (``:status: 200 — indexed (static 8)``), placed at its
-  wire range inside the frame's field block fragment;
+- the frame's fields (:func:`lab.wire.h2fields.frame_fields`): the header's Length, Type,
+  Flags and Stream Identifier (RFC 9113 §4.1), then the payload's own fields (each
+  setting, the error code, the increment, the padding, the data or field block fragment);
+- after a Field Block Fragment that ends a field block, one segment per HPACK
+  representation (``:status: 200 — indexed (static 8)``), placed at its wire range inside
+  the fragment (or fragments, when CONTINUATION frames carried the block);
 - for a response whose ``content-type`` is ``text/event-stream``, the SSE lines carried in
   that stream's DATA frames, placed on the wire across frame headers like SSE lines
   across chunk framing in HTTP/1.1.
@@ -20,7 +24,15 @@ from __future__ import annotations
 from typing import Final
 
 from lab.wire.errors import ProtocolError
-from lab.wire.h2frames import ContinuationFrame, DataFrame, FrameDecoder, HeadersFrame
+from lab.wire.h2fields import FragmentField, frame_fields
+from lab.wire.h2frames import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    FrameDecoder,
+    HeadersFrame,
+    PushPromiseFrame,
+)
 from lab.wire.nested import BodyContent
 from lab.wire.segment import Nested, Segment
 from lab.wire.sse import SSEDecoder
@@ -34,7 +46,8 @@ _END_STREAM: Final = 0x1
 
 
 class H2Decoder:
-    """Frames of one direction, with HPACK fields and SSE lines nested under them."""
+    """Frames of one direction, with their fields, HPACK fields and SSE lines nested under
+    them."""
 
     def __init__(self, *, from_client: bool) -> None:
         self.from_client = from_client
@@ -61,8 +74,13 @@ class H2Decoder:
         out: list[Segment] = []
         for seg in segs:
             out.append(seg)
+            if not isinstance(seg, Frame):
+                continue
+            for field in frame_fields(seg):
+                out.append(field)
+                if isinstance(field.unit, FragmentField):
+                    out.extend(self._hpack(seg))
             if isinstance(seg, HeadersFrame | ContinuationFrame) and seg.block is not None:
-                out.extend(self._fields(seg))
                 self._maybe_event_stream(seg)
             elif isinstance(seg, DataFrame):
                 body = self._bodies.get(seg.stream_id)
@@ -75,9 +93,13 @@ class H2Decoder:
         return out
 
     @staticmethod
-    def _fields(frame: HeadersFrame | ContinuationFrame) -> list[Segment]:
+    def _hpack(frame: Frame) -> list[Segment]:
+        """The HPACK representations of the field block ``frame`` ends, if it ends one."""
+        if not isinstance(frame, HeadersFrame | ContinuationFrame | PushPromiseFrame):
+            return []
         block = frame.block
-        assert block is not None
+        if block is None:
+            return []
         out: list[Segment] = []
         for rep in block.representations:
             ranges = block.wire_ranges(rep.start, rep.end)

@@ -92,6 +92,7 @@ class Frame(Segment):
     reserved: bool = field(default=False, kw_only=True)
 
     kind: ClassVar[str] = "h2-frame"
+    binary: ClassVar[bool] = True
 
     @property
     def type_name(self) -> str:

@@ -144,6 +144,7 @@ class HeaderRepresentation(Segment):
     evicted: int
 
     kind: ClassVar[str] = "hpack-field"
+    binary: ClassVar[bool] = True
 
     def note(self) -> str:
         table = _table_text(self.table_entries, self.table_size)

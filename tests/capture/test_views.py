@@ -27,13 +27,16 @@ from lab.capture.trace import CLOSE, CONNECT, RECV, RESET, SEND, ConnectionTrace
 from lab.capture.views import (
     DATA_KINDS,
     DEFAULT_KIND_STYLE,
+    KEPT_FIELDS,
     KIND_STYLES,
     MAX_HEX_BYTES_PER_RECORD,
     MAX_SHOWN_BYTES,
+    MAX_SHOWN_HEX_BYTES,
     TIMELINE_BAR_WIDTH,
     VIEWS,
     data_arrivals,
     escape_bytes,
+    hex_bytes,
     plot_timeline,
     render,
     render_annotated,
@@ -45,6 +48,7 @@ from lab.capture.views import (
 from lab.client import fetch, open_connection
 from lab.server import Server, serve_tcp
 from lab.wire.chunked import ChunkSize
+from lab.wire.http1 import HeaderField
 
 # Every trio run here is bounded: a hang fails the test instead of stalling the suite.
 WAIT = 20.0
@@ -334,8 +338,11 @@ def test_events_and_unknown_protocols_are_shown_raw() -> None:
     text = shown(render_annotated, trace, width=400)
     plain = text.plain
     assert "not annotated: no annotator for protocol 'spdy/3'" in plain
-    assert escape_bytes(request) in plain
-    assert "\\x00\\x00\\x00\\x04\\x00\\x00\\x00\\x00\\x00" in plain
+    # Bytes no decoder took are content: not text (NUL octets), so they are shown in hex.
+    shown_part = hex_bytes(request[:MAX_SHOWN_HEX_BYTES])
+    assert f"{shown_part} … (+{len(request) - MAX_SHOWN_HEX_BYTES} bytes)" in plain
+    assert "00 00 00 04 00 00 00 00 00" in plain
+    assert "\\x00" not in plain
     assert "reset: the connection broke under the server" in plain
     assert "tapped at the server" in plain
     assert "client 127.0.0.1:40000 → server 127.0.0.1:8080" in plain
@@ -528,13 +535,22 @@ def test_timeline_of_a_trace_without_times() -> None:
 
 def test_sequence_has_one_arrow_per_unit(tokens_trace: Trace) -> None:
     plain = shown(render_sequence, tokens_trace).plain
-    lines = [line for line in plain.splitlines() if "│" in line]
+    # Arrow lines only: the lines below an arrow hold what did not fit on it.
+    lines = [line for line in plain.splitlines() if "▶│" in line or "│◀" in line]
     tokens = [t.encode() for t in tokens_for("views", N_TOKENS)] + [b"\n[DONE]\n"]
+    (ac,) = annotate(tokens_trace)
+    request, response = (
+        [s for s in ac.segments(from_client=d) if isinstance(s, HeaderField)] for d in (True, False)
+    )
+    assert not any(f.name.lower() in KEPT_FIELDS for f in request)  # host, user-agent
+    kept = [f"{f.name}: {f.value}" for f in response if f.name.lower() in KEPT_FIELDS]
+    assert kept  # what the body is and how it is framed
     expected = [
         "connect: TCP connection established ─",
-        f"GET /tokens?n={N_TOKENS}&interval_ms=10&prompt=views HTTP/1.1  + 2 header fields ─",
-        "─ HTTP/1.1 200 OK  + 5 header fields",
-        *(f'─ chunk {len(t)} B "{escape_bytes(t)}"' for t in tokens),
+        f"GET /tokens?n={N_TOKENS}&interval_ms=10&prompt=views HTTP/1.1"
+        f"  + {len(request)} header fields ─",
+        "─ HTTP/1.1 200 OK  " + "  ".join(kept),
+        *(f'─ chunk {len(t)} B  "{escape_bytes(t)}"' for t in tokens),
         "─ last chunk (0)",
         "close: the client closed the connection ─",
     ]
@@ -553,9 +569,14 @@ def test_sequence_folds_trailers_and_shows_the_hang_up(
 ) -> None:
     plain = shown(render_sequence, trailers_trace, width=200).plain
     assert "─ last chunk (0)" in plain
-    # One arrow for the trailer section (cut to the lane's width, with an ellipsis).
-    assert re.search(r"◀─+ trailers: x-token-count: 3, x-body-sha256: [0-9a-f]{16}", plain)
-    assert "+ 3 header fields" in plain  # host, user-agent, te
+    # One arrow for the trailer section, every trailer field in full on the lines below.
+    lines = plain.splitlines()
+    at = next(i for i, line in enumerate(lines) if re.search(r"◀─+ trailers │", line))
+    below = "\n".join(lines[at + 1 : at + 3])
+    assert "x-token-count: 3" in below
+    assert re.search(r"x-body-sha256: [0-9a-f]{64} │", below)
+    # te: trailers is what the request is about; host and user-agent are folded.
+    assert "te: trailers  + 2 header fields" in plain
     plain = shown(render_sequence, abort_trace).plain
     assert "last chunk" not in plain
     lines = plain.splitlines()
@@ -598,7 +619,7 @@ def test_plot_timeline_compares_traces(tmp_path: Path, tokens_trace: Trace) -> N
     assert legend is not None
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels[1].startswith(f"{tokens_trace.name} ({len(arrivals)} pieces")
-    assert ax.get_xlabel() == "time since connect (ms)"
+    assert ax.get_xlabel() == "time since the trace's first connect (ms)"
     assert ax.get_title()
 
 

@@ -3,7 +3,19 @@
 Every view is computed from the trace's bytes through :func:`lab.capture.annotate`; this
 module turns a trace into one :class:`_ConnView` per connection (its annotated segments,
 both directions' bytes, its connection events in order) and holds the helpers the views
-have in common: the heading of a connection, the legend of kinds, times in ms, escaped bytes.
+have in common: the heading of a connection, the legend of kinds, times in ms, bytes as
+text or hex.
+
+Bytes as text or hex: a text protocol's units (an HTTP/1.1 head, a chunk-size line, an SSE
+line) are escaped text, a binary protocol's (an HTTP/2 frame or field, an HPACK
+representation: :attr:`lab.wire.segment.Segment.binary`) are hex, and content (a body, the
+data of a DATA frame) is text when it is text and hex when it is not (:func:`is_text`).
+
+Clocks: every record of a trace is timed on one monotonic axis. By default the views show
+times on it, counted from the trace's first record (``clock="trace"``), so a reconnect's
+delay and connections that overlap show; ``clock="connection"`` counts each connection
+from its own first record instead. Either way a connection's heading says when it started
+on the trace's clock.
 
 Colours: one per segment kind, in :data:`KIND_STYLES`; a codec that adds kinds adds its
 colours there (a kind without one gets :data:`DEFAULT_KIND_STYLE`).
@@ -11,6 +23,7 @@ colours there (a kind without one gets :data:`DEFAULT_KIND_STYLE`).
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -33,12 +46,15 @@ from lab.capture.trace import (
 from lab.wire.segment import Segment
 
 __all__ = [
+    "CLOCKS",
     "DATA_KINDS",
     "DEFAULT_KIND_STYLE",
     "EVENT_STYLES",
     "KIND_STYLES",
     "PREVIEW_BYTES",
     "escape_bytes",
+    "hex_bytes",
+    "is_text",
     "kind_style",
 ]
 
@@ -77,6 +93,16 @@ KIND_STYLES: Final[dict[str, str]] = {
     "h2-preface": "bold slate_blue1",
     "h2-frame": "bold dark_sea_green4",
     "hpack-field": "cadet_blue",
+    # the fields of an HTTP/2 frame (lab.wire.h2fields): the header's four, then the payload
+    "h2-length": "bold dark_khaki",
+    "h2-type": "bold sea_green3",
+    "h2-flags": "bold light_salmon3",
+    "h2-stream-id": "bold slate_blue3",
+    "h2-field": "medium_orchid",
+    "h2-padding": "grey62",
+    "h2-fragment": "steel_blue3",
+    "h2-data": "bold spring_green3",
+    "h2-debug-data": "indian_red",
     # bytes no decoder took (lab.capture.annotate)
     "unparsed": "bold red",
 }
@@ -96,6 +122,12 @@ _DIM: Final = "grey50"
 # Kinds whose segments carry body data. Codecs that add data-carrying kinds (SSE event
 # data, HTTP/2 DATA frames) add them here, with a ``data: bytes`` field on the segment.
 DATA_KINDS: Final = frozenset({"chunk-data", "body-data"})
+# Kinds whose bytes are content rather than protocol: shown as text if they are text, as
+# hex if not (the data of a DATA frame, GOAWAY debug data, bytes no decoder took).
+_CONTENT_KINDS: Final = DATA_KINDS | {"h2-data", "h2-debug-data", "unparsed"}
+
+# The clocks a view can show times on (see the module docstring).
+CLOCKS: Final = ("trace", "connection")
 
 
 def kind_style(kind: str) -> str:
@@ -117,6 +149,39 @@ def escape_bytes(data: bytes) -> str:
     """``data`` as one line of text: printable ASCII as is, CR, LF, TAB and backslash as
     ``\\r``, ``\\n``, ``\\t``, ``\\\\``, every other byte as ``\\xNN``."""
     return "".join(map(_ESCAPES.__getitem__, data))
+
+
+def hex_bytes(data: bytes) -> str:
+    """``data`` as hex octets separated by spaces: ``00 00 2a 04``."""
+    return data.hex(" ")
+
+
+# C0 controls and DEL, but TAB, LF and CR, which text has.
+_CONTROL: Final = frozenset(range(0x20)) - {0x09, 0x0A, 0x0D} | {0x7F}
+# A UTF-8 character is at most 4 octets, so a read boundary leaves at most 3 of one behind.
+_MAX_CUT_UTF8: Final = 3
+
+
+def is_text(data: bytes) -> bool:
+    """Whether ``data`` reads as text: UTF-8 without control characters other than TAB,
+    CR and LF. A character cut in two by a read boundary, at either end, still counts."""
+    if not _CONTROL.isdisjoint(data):
+        return False
+    head = 0
+    while head < min(len(data), _MAX_CUT_UTF8) and 0x80 <= data[head] < 0xC0:
+        head += 1  # continuation octets of a character that began before this piece
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data[head:], final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _as_hex(seg: Segment, data: bytes) -> bool:
+    """Whether ``seg``'s bytes (``data``) are shown as hex rather than escaped text."""
+    if seg.binary:
+        return True
+    return seg.kind in _CONTENT_KINDS and not is_text(data)
 
 
 def _preview(data: bytes) -> str:
@@ -160,7 +225,9 @@ class _Event:
 class _ConnView:
     ac: AnnotatedConnection
     streams: dict[bool, bytes]  # from_client -> every byte of that direction
-    t0: float  # time of the connection's first record
+    t0: float  # the origin of the times shown: the trace's first record, or this connection's
+    started: float  # this connection's first record, in seconds since the trace's first
+    clock: str  # one of CLOCKS: what t0 is
     not_annotated: str  # why the bytes are shown raw, or "" if they were annotated
 
     @property
@@ -216,7 +283,15 @@ def _raw_connection(conn: ConnectionTrace, index: int, why: str) -> AnnotatedCon
     return AnnotatedConnection(index, conn, items)
 
 
-def _views(trace: Trace) -> list[_ConnView]:
+def _trace_t0(trace: Trace) -> float:
+    """The time of the trace's first record: the origin of the trace's clock."""
+    return min((c.records[0].t for c in trace.connections if c.records), default=0.0)
+
+
+def _views(trace: Trace, clock: str = "trace") -> list[_ConnView]:
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}: one of {', '.join(CLOCKS)}")
+    trace_t0 = _trace_t0(trace)
     out = []
     for index, conn in enumerate(trace.connections):
         try:
@@ -227,8 +302,9 @@ def _views(trace: Trace) -> list[_ConnView]:
             why = f"not annotated: {exc}"
             ac = _raw_connection(conn, index, why)
         streams = {True: conn.client_to_server(), False: conn.server_to_client()}
-        t0 = conn.records[0].t if conn.records else 0.0
-        out.append(_ConnView(ac, streams, t0, why))
+        first = conn.records[0].t if conn.records else trace_t0
+        t0 = trace_t0 if clock == "trace" else first
+        out.append(_ConnView(ac, streams, t0, first - trace_t0, clock, why))
     return out
 
 
@@ -244,6 +320,9 @@ def _heading(view: _ConnView) -> Text:
         f" · {len(conn.records)} records",
         style=_DIM,
     )
+    text.append(f"\nstarted at {_ms(view.started)} ms on the trace's clock", style="italic")
+    origin = "the trace's first record" if view.clock == "trace" else "this connection's start"
+    text.append(f" · times are ms since {origin}", style=_DIM)
     if view.not_annotated:
         text.append(f"\n{view.not_annotated}", style=kind_style("unparsed"))
     return text

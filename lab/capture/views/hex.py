@@ -1,7 +1,10 @@
 """The hex view: one hexdump per ``send``/``recv`` record, coloured by segment kind.
 
 Every byte is coloured by the kind of unit it belongs to, so a record's boundaries and the
-protocol's can be compared.
+protocol's can be compared. An HTTP/2 frame is coloured by its fields (Length, Type, Flags,
+Stream Identifier, then the payload's fields: RFC 9113 §4.1, §6), which tile it; the
+units of a body's own format (SSE lines) and HPACK fields are not: the framing is what a
+hexdump is for, and the annotated view shows the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Final
 from rich.console import Console
 from rich.text import Text
 
+from lab.capture.annotate import AnnotatedConnection
 from lab.capture.trace import RECV, SEND, Trace
 from lab.capture.views.common import (
     _DIM,
@@ -25,7 +29,9 @@ from lab.capture.views.common import (
     _views,
     kind_style,
 )
-from lab.wire.segment import Segment
+from lab.wire.h2fields import FrameField, LengthField
+from lab.wire.h2frames import Frame
+from lab.wire.segment import Nested, Segment
 
 __all__ = ["MAX_HEX_BYTES_PER_RECORD", "render_hex"]
 
@@ -104,17 +110,38 @@ def _hex_line(data: bytes, offset: int, kmap: _KindMap, used: dict[str, None]) -
     return line
 
 
+def _framing(ac: AnnotatedConnection, from_client: bool) -> list[Segment]:
+    """One direction's framing segments, each HTTP/2 frame replaced by its fields."""
+    fields = [
+        seg.unit
+        for seg in ac.segments(from_client=from_client, nested=True)
+        if isinstance(seg, Nested) and isinstance(seg.unit, FrameField)
+    ]
+    split = {f.start for f in fields if isinstance(f, LengthField)}  # frames with fields
+    framing = [
+        seg
+        for seg in ac.segments(from_client=from_client)
+        if not (isinstance(seg, Frame) and seg.start in split)
+    ]
+    return framing + fields
+
+
 def render_hex(
-    trace: Trace, console: Console, *, max_bytes: int | None = MAX_HEX_BYTES_PER_RECORD
+    trace: Trace,
+    console: Console,
+    *,
+    max_bytes: int | None = MAX_HEX_BYTES_PER_RECORD,
+    clock: str = "trace",
 ) -> None:
     """Per record: its time and size, then a hexdump coloured by segment kind.
 
     Offsets are within the record's direction stream (the same numbers as the annotated
     view's byte ranges). At most ``max_bytes`` of each record are dumped (None: all).
+    Times are on ``clock`` (one of :data:`~lab.capture.views.common.CLOCKS`).
     """
-    for view in _views(trace):
+    for view in _views(trace, clock):
         console.print(_heading(view))
-        kmaps = {d: _KindMap(view.ac.segments(from_client=d)) for d in (True, False)}
+        kmaps = {d: _KindMap(_framing(view.ac, d)) for d in (True, False)}
         offsets = {True: 0, False: 0}
         used: dict[str, None] = {}
         for rec in view.conn.records:

@@ -1,12 +1,27 @@
 """The sequence view: a two-column sequence diagram of a connection.
 
 Client on the left, server on the right, one arrow per message unit (a head, a chunk, the
-last chunk, trailers, a dispatched SSE event, connection events), in time order.
+last chunk, trailers, a dispatched SSE event, an HTTP/2 frame, connection events), in time
+order.
+
+An arrow's words come in three parts, and only the last is ever cut to fit the lane:
+
+- what the unit is: the request's method and target, the response's status, an SSE
+  event's type and id, a frame's type, stream and flags. Never cut: when it is longer than
+  the lane it wraps onto the lines below the arrow;
+- what the exchange is about, also never cut, on the arrow's line when it fits and on lines
+  of their own below it when not: the header fields in :data:`KEPT_FIELDS` (and
+  Cache-Control on an event stream), every trailer field, what a JSON-RPC message is
+  (``tools/call id=2``, ``result id=2 (tools/call)``: :mod:`~lab.capture.views.jsonrpc`),
+  what a control frame says (a setting, an error code, a window increment);
+- the rest, which may be cut (``…``): how many other header fields there are, a quote of
+  the data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, field
 from typing import Final
 
 from rich.console import Console
@@ -29,16 +44,57 @@ from lab.capture.views.common import (
     escape_bytes,
     kind_style,
 )
+from lab.capture.views.jsonrpc import Methods, details, messages, summary
 from lab.wire.chunked import ChunkData, ChunkSize, LastChunk, TrailerField
+from lab.wire.h2frames import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    HeadersFrame,
+    Preface,
+    PushPromiseFrame,
+)
 from lab.wire.http1 import BodyData, HeaderField, RequestLine, StatusLine
 from lab.wire.segment import Nested
 
-__all__ = ["MAX_LANE_WIDTH", "MIN_LANE_WIDTH", "render_sequence"]
+__all__ = ["KEPT_FIELDS", "MAX_LANE_WIDTH", "MIN_LANE_WIDTH", "render_sequence"]
 
 # The sequence diagram's lane (between the two lifelines) stays within these widths, so
 # arrows are long enough to read on a narrow terminal and short enough on a wide one.
 MIN_LANE_WIDTH: Final = 40
 MAX_LANE_WIDTH: Final = 100
+
+# Header fields an arrow always shows, never folded into "+ N header fields": the ones
+# that decide how a streaming exchange goes, which is what the lab's scenarios are about.
+KEPT_FIELDS: Final = frozenset(
+    {
+        # How the body is delimited (RFC 9112 §6.1-§6.3), and whether the connection
+        # stays open after it (RFC 9112 §9.6).
+        "transfer-encoding",
+        "content-length",
+        "connection",
+        # What the body is, and what the client will take (RFC 9110 §8.3, §12.5.1): JSON,
+        # NDJSON or an event stream.
+        "content-type",
+        "accept",
+        # Trailers: asked for, and announced (RFC 9110 §10.1.4, §6.6.2).
+        "te",
+        "trailer",
+        # Resuming an event stream where it broke off (WHATWG HTML §9.2.4).
+        "last-event-id",
+        # MCP Streamable HTTP: the session, the protocol version, and the Origin a server
+        # must check (MCP 2025-11-25, transports.mdx, "Session Management", "Protocol
+        # Version Header", "Security Warning").
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "origin",
+    }
+)
+# Kept on an event stream only: whether a cache may hold the stream back (RFC 9111 §5.2).
+_KEPT_ON_EVENT_STREAMS: Final = frozenset({"cache-control"})
+_EVENT_STREAM: Final = "text/event-stream"
+# Between the parts of an arrow's words.
+_SEP: Final = "  "
 
 
 @dataclass(slots=True)
@@ -47,8 +103,53 @@ class _Unit:
 
     t: float  # when its last byte was seen
     direction: bool | None  # from_client, or None for what belongs to neither (a reset)
-    label: str
+    label: str  # what the unit is: never cut
     style: str
+    keep: list[str] = field(default_factory=list)  # what it is about: never cut
+    extra: str = ""  # the rest: cut to fit
+    sep: str = _SEP  # between the label and what is kept, when they share a line
+    jsonrpc: list[dict[str, object]] = field(default_factory=list)  # the messages it carries
+
+
+def _kept(fields: list[tuple[str, str]]) -> tuple[list[str], int]:
+    """The fields an arrow shows, as ``name: value``, and how many it folds."""
+    types = [v for n, v in fields if n.lower() == "content-type"]
+    event_stream = any(v.split(";")[0].strip().lower() == _EVENT_STREAM for v in types)
+    shown = [
+        f"{name}: {value}"
+        for name, value in fields
+        if name.lower() in KEPT_FIELDS or (event_stream and name.lower() in _KEPT_ON_EVENT_STREAMS)
+    ]
+    return shown, len(fields) - len(shown)
+
+
+def _folded(count: int) -> str:
+    return f"+ {count} {_plural(count, 'header field')}" if count else ""
+
+
+def _h2_head(frame: HeadersFrame | ContinuationFrame | PushPromiseFrame) -> _Unit | None:
+    """The words for a HEADERS (or the CONTINUATION ending its block, or a PUSH_PROMISE):
+    the request's method and path or the response's status, then the kept fields."""
+    block = frame.block
+    if block is None:
+        return None
+    head = frame.note().partition(": ")[0]
+    fields = [(escape_bytes(n), escape_bytes(v)) for n, v in block.headers]
+    pseudo = {n: v for n, v in fields if n.startswith(":")}
+    regular = [(n, v) for n, v in fields if not n.startswith(":")]
+    words = _Unit(0.0, None, head, "")
+    if ":status" in pseudo:
+        words.label = f"{head}: status {pseudo[':status']}"
+    elif ":method" in pseudo:
+        words.label = f"{head}: {pseudo[':method']} {pseudo.get(':path', '')}".rstrip()
+    else:
+        # No pseudo-header fields: a trailer section (RFC 9113 §8.1), all of it kept.
+        words.label = f"{head}: trailers"
+        words.keep = [f"{n}: {v}" for n, v in regular]
+        return words
+    words.keep, folded = _kept(regular)
+    words.extra = _folded(folded + len(pseudo.keys() - {":status", ":method", ":path"}))
+    return words
 
 
 _HEAD, _CHUNK, _TRAILERS = "head", "chunk", "trailers"
@@ -59,15 +160,15 @@ _CLOSES: Final = {_HEAD: "head-end", _CHUNK: "chunk-crlf", _TRAILERS: "body-end"
 
 class _Units:
     """Folds a connection's segments into message units: a head (start line and header
-    fields), a chunk (size line, data, CRLF), a trailer section, a piece of body."""
+    fields), a chunk (size line, data, CRLF), a trailer section, a piece of body, a
+    frame."""
 
     def __init__(self) -> None:
         self.out: list[_Unit] = []
         self._open: _Unit | None = None  # a head, chunk or trailer section being built
         self._what = ""  # _HEAD, _CHUNK or _TRAILERS while a unit is open
-        self._fields = 0
+        self._fields: list[tuple[str, str]] = []
         self._chunk = bytearray()
-        self._trailers: list[str] = []
         self._pending: list[_Unit] = []  # nested events, shown after their carrier
 
     def _flush(self) -> None:
@@ -79,17 +180,18 @@ class _Units:
         if unit is None:
             self._flush()
             return
-        if self._what == _HEAD and self._fields:
-            unit.label += f"  + {self._fields} {_plural(self._fields, 'header field')}"
+        if self._what == _HEAD:
+            unit.keep, folded = _kept(self._fields)
+            unit.extra = _folded(folded)
         elif self._what == _CHUNK:
-            unit.label = f"chunk {len(self._chunk)} B {_preview(bytes(self._chunk))}"
+            _data_unit(unit, f"chunk {len(self._chunk)} B", bytes(self._chunk))
         elif self._what == _TRAILERS:
-            unit.label = "trailers: " + ", ".join(self._trailers)
+            unit.label = "trailers"
+            unit.keep = [f"{name}: {value}" for name, value in self._fields]
         self.out.append(unit)
         self._open = None
-        self._fields = 0
+        self._fields = []
         self._chunk.clear()
-        self._trailers.clear()
         self._flush()
 
     def _start(self, a: Annotated, what: str, label: str) -> None:
@@ -110,27 +212,32 @@ class _Units:
         if seg.kind != _CONTINUES[self._what]:
             return False
         if isinstance(seg, HeaderField):
-            self._fields += 1
+            self._fields.append((seg.name, seg.value))
         elif isinstance(seg, ChunkData):
             self._chunk += seg.data
         elif isinstance(seg, TrailerField):
-            self._trailers.append(f"{escape_bytes(seg.name)}: {escape_bytes(seg.value)}")
+            self._fields.append((escape_bytes(seg.name), escape_bytes(seg.value)))
         unit.t = a.t
         return True
+
+    def _nested(self, a: Annotated, seg: Nested) -> None:
+        # Only what the body's format *did* becomes an arrow: a dispatched SSE event.
+        event = getattr(seg.unit, "event", None)
+        if event is None:
+            return
+        label = f"SSE {event.type}"
+        if event.last_event_id:
+            label += f" id={event.last_event_id}"
+        unit = _Unit(a.t, a.from_client, label, kind_style(seg.unit.kind))
+        _data_unit(unit, label, event.data.encode())
+        self._pending.append(unit)
+        if self._open is None:
+            self._flush()
 
     def segment(self, a: Annotated, stream: bytes) -> None:
         seg = a.segment
         if isinstance(seg, Nested):
-            # Only what the body's format *did* becomes an arrow: a dispatched SSE event.
-            event = getattr(seg.unit, "event", None)
-            if event is not None:
-                label = f"SSE {event.type}"
-                if event.last_event_id:
-                    label += f" id={event.last_event_id}"
-                label += f" {_preview(event.data.encode())}"
-                self._pending.append(_Unit(a.t, a.from_client, label, kind_style(seg.unit.kind)))
-                if self._open is None:
-                    self._flush()
+            self._nested(a, seg)
             return
         if self._extend(a):
             return
@@ -147,15 +254,22 @@ class _Units:
             self._close()  # framing that ends nothing open: its unit already said it
         else:
             self._close()
+            unit = _Unit(a.t, a.from_client, "", kind_style(seg.kind))
             if isinstance(seg, LastChunk):
-                label = "last chunk (0)"
+                unit.label = "last chunk (0)"
             elif isinstance(seg, BodyData):
-                label = f"body {seg.nbytes} B {_preview(_segment_data(seg, stream))}"
-            elif isinstance(seg, Unparsed) or seg.kind in ("h2-frame", "h2-preface"):
-                label = seg.note()
+                _data_unit(unit, f"body {seg.nbytes} B", _segment_data(seg, stream))
+            elif isinstance(seg, Frame):
+                _frame_unit(unit, seg)
+            elif isinstance(seg, Unparsed):
+                # What was not parsed, and why: the why is kept.
+                unit.label, _, why = seg.note().partition(": ")
+                unit.keep = [why] if why else []
+            elif isinstance(seg, Preface):
+                unit.label, _, unit.extra = seg.note().partition("; ")
             else:
-                label = f"{seg.kind}: {seg.note()}"
-            self.out.append(_Unit(a.t, a.from_client, label, kind_style(seg.kind)))
+                unit.label = f"{seg.kind}: {seg.note()}"
+            self.out.append(unit)
 
     def event(self, unit: _Unit) -> None:
         self._close()
@@ -164,6 +278,31 @@ class _Units:
     def finish(self) -> list[_Unit]:
         self._close()
         return self.out
+
+
+def _data_unit(unit: _Unit, label: str, data: bytes) -> None:
+    """A unit carrying ``data``: the JSON-RPC messages in it, or a quote of it."""
+    unit.label = label
+    unit.jsonrpc = messages(data)
+    # Of a JSON-RPC message, quote what it carries: its method and id are said already.
+    quoted = details(unit.jsonrpc) if unit.jsonrpc else data
+    if quoted:
+        unit.extra = _preview(quoted)
+
+
+def _frame_unit(unit: _Unit, frame: Frame) -> None:
+    if isinstance(frame, HeadersFrame | ContinuationFrame | PushPromiseFrame):
+        words = _h2_head(frame)
+        if words is not None:
+            unit.label, unit.keep, unit.extra = words.label, words.keep, words.extra
+            return
+    head, _, detail = frame.note().partition(": ")
+    if isinstance(frame, DataFrame):
+        _data_unit(unit, f"{head}: {len(frame.data)} B", frame.data)
+    else:
+        # A control frame's detail (settings, an error code, an increment) is the point.
+        unit.label, unit.sep = head, ": "
+        unit.keep = [detail] if detail else []
 
 
 def _sequence_units(view: _ConnView) -> list[_Unit]:
@@ -180,44 +319,96 @@ def _sequence_units(view: _ConnView) -> list[_Unit]:
     return units.finish()
 
 
-def _fit(label: str, width: int) -> str:
-    return label if len(label) <= width else label[: max(width - 1, 0)] + "…"
+# -- laying the words out --------------------------------------------------------------
 
 
-def _arrow_line(unit: _Unit, lane: int) -> Text:
-    """The part between the lifelines: ``label ───▶`` or ``◀─── label``."""
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """``text`` in lines of at most ``width``, broken between words where it can be and
+    inside a word only when one is longer than a line: nothing is cut off."""
+    return textwrap.wrap(
+        text, width, initial_indent=indent, subsequent_indent=indent + "  ",
+        break_on_hyphens=False,
+    ) or [indent]  # fmt: skip
+
+
+def _with_extra(line: str, extra: str, width: int) -> str:
+    room = width - len(line) - len(_SEP)
+    if not extra or room < 1:
+        return line
+    return line + _SEP + _fit(extra, room)
+
+
+def _lines(unit: _Unit, keep: list[str], width: int) -> list[str]:
+    """The arrow's words in lines of at most ``width``: the first goes on the arrow."""
+    inline = unit.label + (unit.sep + _SEP.join(keep) if keep else "")
+    if len(inline) <= width:
+        return [_with_extra(inline, unit.extra, width)]
+    lines = _wrap(unit.label, width)
+    lines[-1] = _with_extra(lines[-1], unit.extra, width)
+    for item in keep:
+        lines.extend(_wrap(item, width, _SEP))
+    return lines
+
+
+def _arrow_lines(unit: _Unit, keep: list[str], lane: int) -> list[Text]:
+    """The parts between the lifelines: ``label ───▶`` or ``◀─── label``, then the lines
+    that did not fit on the arrow, on the sender's side."""
     if unit.direction is None:
-        label = _fit(f"✕ {unit.label} ✕", lane)
-        pad = lane - len(label)
-        return Text(" " * (pad // 2) + label + " " * (pad - pad // 2), style=unit.style)
-    label = _fit(unit.label, lane - 6)
-    rule = "─" * (lane - len(label) - 4)
+        out: list[Text] = []
+        for words in _lines(unit, keep, lane - 5):
+            shown = f"✕ {words} ✕" if not out else words
+            pad = lane - 1 - len(shown)
+            out.append(Text(" " * (pad // 2) + shown + " " * (pad - pad // 2), style=unit.style))
+        return out
+    first, *rest = _lines(unit, keep, lane - 6)
+    rule = "─" * (lane - len(first) - 4)
     text = Text()
     if unit.direction:
         text.append(" ")
-        text.append(label, style=unit.style)
+        text.append(first, style=unit.style)
         text.append(f" {rule}▶", style=_DIM)
     else:
         text.append(f"◀{rule} ", style=_DIM)
-        text.append(label, style=unit.style)
+        text.append(first, style=unit.style)
         text.append(" ")
-    return text
+    out = [text]
+    for words in rest:
+        if unit.direction:
+            out.append(Text(" " + words.ljust(lane - 2), style=unit.style))
+        else:
+            out.append(Text(words.rjust(lane - 2) + " ", style=unit.style))
+    return out
 
 
-def render_sequence(trace: Trace, console: Console) -> None:
+def render_sequence(trace: Trace, console: Console, *, clock: str = "trace") -> None:
     """Per connection, a sequence diagram: client on the left, server on the right, one
-    arrow per message unit, in time order, with the time in ms since the connection's
-    first record."""
+    arrow per message unit, in time order, with the time in ms on ``clock`` (one of
+    :data:`~lab.capture.views.common.CLOCKS`)."""
     lane = max(MIN_LANE_WIDTH, min(console.width - 14, MAX_LANE_WIDTH))
-    for view in _views(trace):
+    views = _views(trace, clock)
+    every = [_sequence_units(view) for view in views]
+    # A response names no method: learn every request's first, from every connection (a
+    # resumed stream answers a request made on another).
+    methods = Methods()
+    for units in every:
+        for unit in units:
+            methods.saw(unit.direction, unit.jsonrpc)
+    for view, units in zip(views, every, strict=True):
         console.print(_heading(view))
         head = Text(f"{'ms':>10}  ", style=_DIM)
         head.append("client".ljust(lane // 2 + 1) + "server".rjust(lane - lane // 2 + 1), "bold")
         console.print(head)
-        for unit in _sequence_units(view):
-            line = Text(f"{_ms(unit.t - view.t0):>10}  ", style=_DIM)
-            line.append("│", style="bold")
-            line.append_text(_arrow_line(unit, lane))
-            line.append("│", style="bold")
-            console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
+        for unit in units:
+            keep = [summary(unit.jsonrpc, unit.direction, methods)] if unit.jsonrpc else []
+            for i, part in enumerate(_arrow_lines(unit, keep + unit.keep, lane)):
+                when = _ms(unit.t - view.t0) if i == 0 else ""
+                line = Text(f"{when:>10}  ", style=_DIM)
+                line.append("│", style="bold")
+                line.append_text(part)
+                line.append("│", style="bold")
+                console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
         console.print()

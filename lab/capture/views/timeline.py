@@ -1,9 +1,10 @@
 """The timeline view: when body data arrived, and the numbers and plot behind it.
 
 :func:`render_timeline` prints, per connection, a row per piece of body data the server
-sent: time, gap since the previous piece, size, a bar. :func:`data_arrivals` gives the
-numbers behind it, and :func:`plot_timeline` draws cumulative body bytes over time with
-matplotlib.
+sent: time, gap since the previous piece, size, a bar, and on an HTTP/2 connection the
+stream the piece belongs to (RFC 9113 §5), so streams interleaving on one connection show,
+with a line per stream after the table. :func:`data_arrivals` gives the numbers behind it,
+and :func:`plot_timeline` draws cumulative body bytes over time with matplotlib.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -51,10 +52,20 @@ def _carries_data(seg: Segment) -> bool:
     return seg.kind in DATA_KINDS
 
 
-def _arrivals(view: _ConnView) -> list[tuple[float, bytes]]:
+class _Arrival(NamedTuple):
+    t: float  # on the trace's axis: the time of the record that completed the piece
+    data: bytes
+    stream: int | None  # the HTTP/2 stream it belongs to; None in HTTP/1.1
+
+
+def _arrivals(view: _ConnView) -> list[_Arrival]:
     stream = view.streams[False]
     return [
-        (a.t, _segment_data(a.segment, stream))
+        _Arrival(
+            a.t,
+            _segment_data(a.segment, stream),
+            a.segment.stream_id if isinstance(a.segment, DataFrame) else None,
+        )
         for a in view.ac.items
         if not a.from_client and _carries_data(a.segment)
     ]
@@ -68,7 +79,7 @@ def data_arrivals(trace: Trace) -> list[tuple[int, float, int, bytes]]:
     arrived. Connections in trace order, segments in stream order.
     """
     return [
-        (view.ac.index, t, len(data), data) for view in _views(trace) for t, data in _arrivals(view)
+        (view.ac.index, a.t, len(a.data), a.data) for view in _views(trace) for a in _arrivals(view)
     ]
 
 
@@ -78,52 +89,67 @@ def _bar(position: float) -> str:
     return "·" * cells + "█"
 
 
-def render_timeline(trace: Trace, console: Console) -> None:
+def render_timeline(trace: Trace, console: Console, *, clock: str = "trace") -> None:
     """Per connection, one row per piece of body data the server sent, then a summary.
 
-    Times are ms since the connection's first record. The bar puts each piece at its
-    place between the first piece and the last, so the spacing of the pieces shows even
-    when the wait for the first one was much longer.
+    Times are ms on ``clock`` (one of :data:`~lab.capture.views.common.CLOCKS`): since the
+    trace's first record by default. The bar puts each piece at its place between the
+    connection's first piece and its last, so the spacing of the pieces shows even when
+    the wait for the first one was much longer. On an HTTP/2 connection a column says
+    which stream each piece belongs to, and a line per stream sums it up.
     """
-    for view in _views(trace):
+    for view in _views(trace, clock):
         console.print(_heading(view))
         arrivals = _arrivals(view)
         if not arrivals:
             console.print(Text("no body data from the server", style=_DIM))
             console.print()
             continue
-        times = [t - view.t0 for t, _ in arrivals]
+        times = [a.t - view.t0 for a in arrivals]
+        multiplexed = view.conn.protocol in ("h2", "h2c")
         # Every piece at one time (one read, or a normalised trace): bars at the start.
         span = (times[-1] - times[0]) or 1.0
         table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("ms", justify="right", no_wrap=True)
         table.add_column("gap ms", justify="right", no_wrap=True, style=_DIM)
+        if multiplexed:
+            table.add_column("stream", justify="right", no_wrap=True)
         table.add_column("bytes", justify="right", no_wrap=True)
         table.add_column(f"when ({_ms(times[0])} … {_ms(times[-1])} ms)", no_wrap=True)
         table.add_column("data", no_wrap=True, overflow="ellipsis")
         previous: float | None = None
-        for rel, (_, data) in zip(times, arrivals, strict=True):
+        for rel, arrival in zip(times, arrivals, strict=True):
             gap = "" if previous is None else _ms(rel - previous)
             previous = rel
+            stream = [f"{arrival.stream}"] if multiplexed else []
             table.add_row(
                 _ms(rel),
                 gap,
-                str(len(data)),
+                *stream,
+                str(len(arrival.data)),
                 Text(_bar((rel - times[0]) / span), style=kind_style("chunk-data")),
-                Text(_preview(data), style=_DIM),
+                Text(_preview(arrival.data), style=_DIM),
             )
         console.print(table)
-        total = sum(len(data) for _, data in arrivals)
-        gaps = [b - a for a, b in pairwise(times)]
-        mean = f"{_ms(sum(gaps) / len(gaps))} ms" if gaps else "n/a (one piece)"
-        console.print(
-            Text(
-                f"{len(arrivals)} {_plural(len(arrivals), 'piece')}, {total} bytes;"
-                f" first byte at {_ms(times[0])} ms, last at {_ms(times[-1])} ms; mean gap {mean}",
-                style="bold",
-            )
-        )
+        console.print(Text(_summary(times, arrivals), style="bold"))
+        if multiplexed:
+            for stream_id in sorted({a.stream for a in arrivals if a.stream is not None}):
+                mine = [
+                    (t, a) for t, a in zip(times, arrivals, strict=True) if a.stream == stream_id
+                ]
+                line = _summary([t for t, _ in mine], [a for _, a in mine])
+                console.print(Text(f"  stream {stream_id}: {line}"))
         console.print()
+
+
+def _summary(times: list[float], arrivals: list[_Arrival]) -> str:
+    total = sum(len(a.data) for a in arrivals)
+    gaps = [b - a for a, b in pairwise(times)]
+    mean = f"{_ms(sum(gaps) / len(gaps))} ms" if gaps else "n/a (one piece)"
+    return (
+        f"{len(arrivals)} {_plural(len(arrivals), 'piece')}, {total} bytes;"
+        f" first byte at {_ms(times[0])} ms, last at {_ms(times[-1])} ms; mean gap {mean}"
+    )
 
 
 # -- the plot ----------------------------------------------------------------------------
@@ -133,11 +159,15 @@ def plot_timeline(
     trace_or_traces: Trace | Sequence[Trace],
     ax: Axes | None = None,
     path: str | Path | None = None,
+    *,
+    clock: str = "trace",
 ) -> Figure:
     """Cumulative body bytes the server sent, over time, one step line per connection.
 
-    Each line starts at 0 when its connection's first record was made and ends when its
-    last was; a marker sits at every data segment's arrival. Pass several traces to
+    Each line starts at 0 bytes when its connection's first record was made and ends when
+    its last was; a marker sits at every data segment's arrival. With ``clock="trace"``
+    (the default) a connection's line starts where it started on its trace's clock, so a
+    reconnect's delay shows; with ``"connection"`` every line starts at 0 ms. Pass several traces to
     compare them (fixed vs chunked, say) on one set of axes. Draws on ``ax`` if given,
     otherwise on a new figure (not registered with pyplot, so nothing pops up and nothing
     piles up); saves a PNG to ``path`` if given. Returns the figure.
@@ -162,13 +192,14 @@ def plot_timeline(
         assert root is not None, "the axes belong to no figure"
         fig = root
     for trace in traces:
-        for view in _views(trace):
+        for view in _views(trace, clock):
             arrivals = _arrivals(view)
-            xs = [0.0]
+            records = view.conn.records
+            xs = [(records[0].t - view.t0) * 1000 if records else 0.0]
             ys = [0]
-            for t, data in arrivals:
-                xs.append((t - view.t0) * 1000)
-                ys.append(ys[-1] + len(data))
+            for arrival in arrivals:
+                xs.append((arrival.t - view.t0) * 1000)
+                ys.append(ys[-1] + len(arrival.data))
             end = (view.conn.records[-1].t - view.t0) * 1000 if view.conn.records else 0.0
             xs.append(max(end, xs[-1]))
             ys.append(ys[-1])
@@ -183,7 +214,8 @@ def plot_timeline(
                 label=f"{label} ({len(arrivals)} {_plural(len(arrivals), 'piece')}, {ys[-1]} B)",
             )
     ax.set_title("Body bytes from the server over time")
-    ax.set_xlabel("time since connect (ms)")
+    origin = "the trace's first connect" if clock == "trace" else "connect"
+    ax.set_xlabel(f"time since {origin} (ms)")
     ax.set_ylabel("body bytes (cumulative)")
     ax.grid(True, alpha=0.3)
     if ax.get_lines():
