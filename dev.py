@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Set up streamlab on a fresh machine and run it: `python3 dev.py tour` or `python3 dev.py test`.
+"""Set up streamlab on a fresh machine and run it: `python3 dev.py tour`, `python3 dev.py
+notebooks` or `python3 dev.py test`.
 
 Needs only Python 3.11+ with pip. It makes `.venv/` and installs the project into it
-(again only when pyproject.toml changed): for `tour` only what the tour runs, for `test`
-the `test` extra too (the suite, its peers, the notebooks' kernel, the linters); and for
-`test` the Debian packages of the tools the interop tests drive, when it runs as root. Extra
-arguments after `test` go to pytest, e.g. for the fast tier:
-`python3 dev.py test -m "not interop and not fuzz and not attacks"`.
+(again only when pyproject.toml changed): for `tour` only what the tour runs, for
+`notebooks` the `notebooks` extra too (JupyterLab, the kernel, the plots), for `test` the
+`test` extra too (the suite, its peers, the notebooks' kernel, the linters); and for
+`test` the Debian packages of the tools the interop tests drive, when it runs as root.
+`notebooks` then opens the lessons in JupyterLab on 127.0.0.1 (`python -m lab.lessons`;
+arguments after it go there, e.g. `--port 8890`). Extra arguments after `test` go to
+pytest, e.g. for the fast tier: `python3 dev.py test -m "not interop and not fuzz and not
+attacks"`.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def run(*cmd: str | Path, **kw: object) -> None:
 
 
 def ensure_venv(extras: str) -> None:
-    """The venv with the project installed, and ``extras`` ("" or "[test]") with it."""
+    """The venv with the project installed, and ``extras`` ("", "[notebooks]" or
+    "[test]") with it."""
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
         sys.exit(f"streamlab needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
@@ -71,13 +76,27 @@ def ensure_system_tools() -> None:
     run("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
 
 
+def open_notebooks(args: list[str]) -> int:
+    """JupyterLab on the lessons, until it stops; Control-C is for it to handle."""
+    proc = subprocess.Popen([str(BIN / "python"), "-m", "lab.lessons", *args], cwd=ROOT)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to JupyterLab too: it asks whether to stop (a second
+            # Control-C stops it) and shuts its kernels down, so wait for it to decide.
+            continue
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("tour", "test"):
+    if not argv or argv[0] not in ("tour", "notebooks", "test"):
         print(__doc__)
         return 2
-    ensure_venv("" if argv[0] == "tour" else "[test]")
+    ensure_venv({"tour": "", "notebooks": "[notebooks]", "test": "[test]"}[argv[0]])
     if argv[0] == "tour":
         return subprocess.call([str(BIN / "lab"), "tour", *argv[1:]], cwd=ROOT)
+    if argv[0] == "notebooks":
+        return open_notebooks(argv[1:])
     ensure_system_tools()
     os.chdir(ROOT)
     for check in (
