@@ -207,7 +207,7 @@ def _frames(raw: bytes, offset: int) -> Iterator[tuple[int, int, int]]:
 
 # Exceptions the servers raise *into* a handler when its client is gone (a send that
 # failed): as much "the server stopped it" as trio.Cancelled is.
-CLIENT_GONE: Final = frozenset({"_Abort", "_Gone", "_Stalled", "StreamClosedError"})
+CLIENT_GONE: Final = frozenset({"_Abort", "Gone", "Stalled", "StreamClosedError"})
 
 
 def outcome_of(exc: BaseException) -> str:
