@@ -351,9 +351,10 @@ class _Fields:
                     s.id, "an identifier not defined here: the receiver ignores it"
                 )
                 cite = "RFC 8441 §3" if s.id == SettingId.ENABLE_CONNECT_PROTOCOL else "§6.5.2"
+                name = s.name if s.id in _SETTING_MEANING else "of an unknown identifier"
                 self.add(
                     PayloadField, 6, "Setting",
-                    f"setting {s.name} (0x{s.id:x}) = {s.value}: {meaning}"
+                    f"setting {name} (0x{s.id:x}) = {s.value}: {meaning}"
                     f" (RFC 9113 §6.5.1, {cite})",
                 )  # fmt: skip
         elif isinstance(f, PushPromiseFrame):

@@ -228,6 +228,7 @@ class _ConnView:
     t0: float  # the origin of the times shown: the trace's first record, or this connection's
     started: float  # this connection's first record, in seconds since the trace's first
     clock: str  # one of CLOCKS: what t0 is
+    previous_end: float | None  # the previous connection's last record, like ``started``
     not_annotated: str  # why the bytes are shown raw, or "" if they were annotated
 
     @property
@@ -304,7 +305,9 @@ def _views(trace: Trace, clock: str = "trace") -> list[_ConnView]:
         streams = {True: conn.client_to_server(), False: conn.server_to_client()}
         first = conn.records[0].t if conn.records else trace_t0
         t0 = trace_t0 if clock == "trace" else first
-        out.append(_ConnView(ac, streams, t0, first - trace_t0, clock, why))
+        previous = out[-1].conn.records if out else []
+        previous_end = previous[-1].t - trace_t0 if previous else None
+        out.append(_ConnView(ac, streams, t0, first - trace_t0, clock, previous_end, why))
     return out
 
 
@@ -321,6 +324,13 @@ def _heading(view: _ConnView) -> Text:
         style=_DIM,
     )
     text.append(f"\nstarted at {_ms(view.started)} ms on the trace's clock", style="italic")
+    if view.previous_end is not None:
+        before = f"connection {view.ac.index - 1}"
+        if view.started >= view.previous_end:
+            gap = _ms(view.started - view.previous_end)
+            text.append(f", {gap} ms after {before}'s last record", style="italic")
+        else:
+            text.append(f", while {before} was open", style="italic")
     origin = "the trace's first record" if view.clock == "trace" else "this connection's start"
     text.append(f" · times are ms since {origin}", style=_DIM)
     if view.not_annotated:

@@ -170,6 +170,7 @@ class _Units:
         self._fields: list[tuple[str, str]] = []
         self._chunk = bytearray()
         self._pending: list[_Unit] = []  # nested events, shown after their carrier
+        self._data_stream: int | None = None  # the stream of the last DATA frame (HTTP/2)
 
     def _flush(self) -> None:
         self.out.extend(self._pending)
@@ -228,6 +229,8 @@ class _Units:
         label = f"SSE {event.type}"
         if event.last_event_id:
             label += f" id={event.last_event_id}"
+        if self._data_stream is not None:
+            label += f" on stream {self._data_stream}"  # HTTP/2: the DATA frame's stream
         unit = _Unit(a.t, a.from_client, label, kind_style(seg.unit.kind))
         _data_unit(unit, label, event.data.encode())
         self._pending.append(unit)
@@ -261,6 +264,8 @@ class _Units:
                 _data_unit(unit, f"body {seg.nbytes} B", _segment_data(seg, stream))
             elif isinstance(seg, Frame):
                 _frame_unit(unit, seg)
+                if isinstance(seg, DataFrame):
+                    self._data_stream = seg.stream_id
             elif isinstance(seg, Unparsed):
                 # What was not parsed, and why: the why is kept.
                 unit.label, _, why = seg.note().partition(": ")
