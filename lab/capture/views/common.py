@@ -293,7 +293,7 @@ def _views(trace: Trace, clock: str = "trace") -> list[_ConnView]:
     if clock not in CLOCKS:
         raise ValueError(f"unknown clock {clock!r}: one of {', '.join(CLOCKS)}")
     trace_t0 = _trace_t0(trace)
-    out = []
+    out: list[_ConnView] = []
     for index, conn in enumerate(trace.connections):
         try:
             ac = annotate_connection(conn, index)
