@@ -35,6 +35,13 @@
 # with a real browser, headless Chromium, whose `EventSource` reports what it dispatched.
 # The two are put side by side, including the part a browser does on its own: reconnect,
 # send `Last-Event-ID`, and stop when the server answers 204.
+#
+# **Sections 4 to 6 need Chromium**, Debian's package `chromium` (`apt-get install
+# chromium`, as root), and playwright, which drives it and comes with the project's `test`
+# extra (`pip install -e '.[test]'`). `python3 dev.py test` installs both (Chromium when
+# run as root); `python3 dev.py notebooks` installs neither. Sections 1 to 3 need neither:
+# without them, the cell that starts the browser stops with a message naming what to
+# install.
 
 # %%
 import json
@@ -43,8 +50,6 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote, urlencode
-
-from playwright.sync_api import sync_playwright
 
 from lab.apps.tokens import tokens_for
 from lab.capture import annotate, load
@@ -223,9 +228,24 @@ print_exchanges(exchanges(lab_client.trace))
 # thread of its own (a one-thread executor, which has no event loop) and cells hand it
 # work. The flags are the ones Chromium needs to start as root in a container and to make
 # no connections of its own (playwright adds `--headless` and a fresh profile directory).
+# The browser is the system's: playwright's own download (`playwright install`) is not
+# used.
 
 # %%
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or shutil.which("/usr/bin/chromium")
+if CHROMIUM is None:
+    raise RuntimeError(
+        "Chromium not found: sections 4 to 6 need the Debian package chromium; "
+        "install it with: apt-get install chromium (as root)"
+    )
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:
+    raise RuntimeError(
+        "playwright not found: sections 4 to 6 drive Chromium with it; install it with "
+        "the project's test extra: .venv/bin/python -m pip install -e '.[test]'"
+    ) from None
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -441,6 +461,8 @@ print("last event:", chat_events[-1].data)
 # Close the browser, stop the lab server, and remove the browser server's traces.
 
 # %%
-chromium.close()
+if (browser := globals().get("chromium")) is not None:  # None if section 4 could not start
+    browser.close()
 stop_server()
-shutil.rmtree(TRACE_DIR, ignore_errors=True)
+if (trace_dir := globals().get("TRACE_DIR")) is not None:
+    shutil.rmtree(trace_dir, ignore_errors=True)

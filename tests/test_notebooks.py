@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -199,6 +200,29 @@ def _check_html_page(path: Path, notebook: object, views: list[str]) -> None:
         assert line in shown, f"{path.name}: the HTML page lacks the view line {line!r}"
     for expected in EXPECTED_IN_PAGE.get(path.stem, []):
         assert expected in shown, f"{path.name}: no {expected!r} in the HTML page"
+
+
+def _browser_cell() -> str:
+    """The source of notebook 03's cell that starts Chromium."""
+    notebook = jupytext.read(NOTEBOOK_DIR / "03_sse_on_the_wire.py")
+    (source,) = [c.source for c in notebook.cells if "chromium = Chromium()" in c.source]
+    return source
+
+
+def test_the_browser_cell_names_the_chromium_package() -> None:
+    # As if there were no chromium on this machine: shutil.which finds nothing.
+    cell_globals = {"shutil": types.SimpleNamespace(which=lambda *args, **kwargs: None)}
+    with pytest.raises(RuntimeError, match=r"apt-get install chromium"):
+        exec(_browser_cell(), cell_globals)
+
+
+def test_the_browser_cell_names_the_playwright_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Chromium is there, playwright is not (None in sys.modules fails its import).
+    monkeypatch.setitem(sys.modules, "playwright", None)
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)
+    cell_globals = {"shutil": types.SimpleNamespace(which=lambda *args, **kwargs: "/chromium")}
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[test\]'"):
+        exec(_browser_cell(), cell_globals)
 
 
 def test_every_notebook_is_checked() -> None:
