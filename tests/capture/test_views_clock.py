@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +144,23 @@ def test_plot_timeline_puts_connections_on_the_trace_clock(reconnect: Trace) -> 
 def test_a_connect_record_opens_every_connection(reconnect: Trace) -> None:
     # What the tests above lean on: the first record of a connection is its connect.
     assert all(c.records[0].kind == CONNECT for c in reconnect.connections)
+
+
+# Bound on the one CLI run below: it loads a small trace and prints one view.
+CLI_TIMEOUT = 60
+
+
+def test_lab_show_prints_the_trace_clock_by_default(reconnect: Trace) -> None:
+    origin, second_start, first_end = starts(reconnect)
+    out = subprocess.run(
+        [sys.executable, "-m", "lab", "show", str(CAPTURES / "sse-reconnect.trace"),
+         "--view", "sequence"],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    second = section(out.stdout, 1)
+    assert f"started at {ms(second_start - origin)} ms on the trace's clock" in second
+    connect = next(line for line in second.splitlines() if "connect: TCP connection" in line)
+    assert connect.split()[0] == ms(second_start - origin)
+    assert float(connect.split()[0]) > float(ms(first_end - origin))
