@@ -308,10 +308,14 @@ class _Fields:
         )  # fmt: skip
 
     def stream_field(self, name: str, value: int, meaning: str) -> None:
-        """A reserved bit and a 31-bit stream identifier inside the payload."""
+        """A reserved bit and a 31-bit value inside the payload (RFC 9113 §6.x, the frame
+        type's section)."""
         r_set = self.wire[self.at - self.frame.start] & 0x80
         reserved = "R 1: reserved, ignored" if r_set else "R 0"
-        self.add(PayloadField, 4, name, f"{name} {value}: {meaning}; {reserved}")
+        section = _SECTION[self.frame.type]
+        self.add(
+            PayloadField, 4, name, f"{name} {value}: {meaning}; {reserved} (RFC 9113 {section})"
+        )
 
     def payload(self) -> None:
         f = self.frame
@@ -336,7 +340,7 @@ class _Fields:
                 self.stream_field(
                     "Last-Stream-ID", f.last_stream_id,
                     "the highest stream the sender may have acted on; higher ones were not"
-                    " processed and may be retried (RFC 9113 §6.8)",
+                    " processed and may be retried",
                 )  # fmt: skip
             self.add(PayloadField, 4, "Error Code", _error_text(f.error_code))
             if isinstance(f, GoAwayFrame):
@@ -361,7 +365,7 @@ class _Fields:
             self.pad_length(f.pad_length)
             self.stream_field(
                 "Promised Stream ID", f.promised_stream_id,
-                "the stream the server reserves for the response it pushes (RFC 9113 §6.6)",
+                "the stream the server reserves for the response it pushes",
             )  # fmt: skip
             self.fragment(len(f.fragment))
             self.padding(f.pad_length)
@@ -376,7 +380,7 @@ class _Fields:
             self.stream_field(
                 "Window Size Increment", f.increment,
                 f"the sender may now send {_plural(f.increment, 'more octet')} of DATA on"
-                f" {where} (RFC 9113 §6.9)",
+                f" {where}",
             )  # fmt: skip
         elif isinstance(f, ContinuationFrame):
             self.fragment(len(f.fragment))
