@@ -339,7 +339,7 @@ seen = chromium.visit(
     quiet_ms=QUIET_MS,
 )
 stop_server("browser")
-traces = [load(path) for path in sorted(TRACE_DIR.glob("conn-*.trace"))]
+traces = [load(path) for path in sorted(TRACE_DIR.glob("*.trace"))]
 chromium_rows = [row for trace in traces for row in exchanges(trace)]
 
 print("what the page recorded, in order (ms since the EventSource was created):")
