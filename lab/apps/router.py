@@ -1,7 +1,8 @@
 """The endpoint table and the app that dispatches on it.
 
 The table is data: ``GET /`` renders it, ``lab serve`` prints it, and 404 / 405 come from
-it, so the three can never disagree.
+it, so the three can never disagree. An endpoint with ``subtree`` also answers every path
+under its own (``/lab`` serves ``/lab/``, ``/lab/events``, ``/lab/connections/...``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from lab.apps.mcp import endpoint as mcp_endpoint
 from lab.apps.pages import page
 from lab.apps.sse import events, progress
 from lab.apps.stats import stats
+from lab.apps.viewer import viewer
 
 __all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
 
@@ -25,6 +27,10 @@ class Endpoint:
     handler: Handler
     example: str  # a target that shows the endpoint off
     summary: str
+    subtree: bool = False  # also every path under path + "/"
+
+    def serves(self, path: str) -> bool:
+        return path == self.path or (self.subtree and path.startswith(self.path + "/"))
 
 
 async def _index(request: Request, response: ResponseStream) -> None:
@@ -85,6 +91,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "MCP Streamable HTTP, revisions 2025-11-25 (sessions, resumable SSE) and "
         "2026-07-28 (stateless); tools stream_tokens and fail",
     ),
+    Endpoint(
+        ("GET",), "/lab", viewer, "/lab/",
+        "live wire viewer (when the server keeps a live feed): every connection's bytes "
+        "and what they mean, as they happen; /lab/events is its SSE feed",
+        subtree=True,
+    ),
 )  # fmt: skip
 
 
@@ -98,7 +110,7 @@ def index_text() -> str:
 async def app(request: Request, response: ResponseStream) -> None:
     """Dispatch on path, then method: 404 for an unknown path, 405 with Allow otherwise."""
     for ep in ENDPOINTS:
-        if ep.path == request.path:
+        if ep.serves(request.path):
             if request.method not in ep.methods:
                 raise HTTPError(
                     405,

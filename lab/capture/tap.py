@@ -82,6 +82,10 @@ class TappedStream(trio.abc.HalfCloseableStream):
     ``clock`` returns seconds on the trace's axis; the CONNECT record is at ``connected_at``,
     or now. ``send_eof`` needs the wrapped stream to be half-closeable (as
     :class:`trio.SocketStream` is); otherwise it raises :class:`TypeError`.
+
+    ``sink``, if given, takes each record instead of ``conn.records.append``, as it is
+    recorded (a live feed that keeps a bounded number and publishes each one). Without a
+    sink the hot path is the plain append; a sink must not raise.
     """
 
     __slots__ = ("_append", "_clock", "_closed", "conn", "stream")
@@ -93,11 +97,12 @@ class TappedStream(trio.abc.HalfCloseableStream):
         clock: Callable[[], float],
         *,
         connected_at: float | None = None,
+        sink: Callable[[Record], None] | None = None,
     ) -> None:
         self.stream = stream
         self.conn = conn
         self._clock = clock
-        self._append = conn.records.append
+        self._append = conn.records.append if sink is None else sink
         self._closed = False
         self._append(Record(clock() if connected_at is None else connected_at, CONNECT))
 

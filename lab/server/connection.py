@@ -18,6 +18,7 @@ from typing import Final
 
 import trio
 
+from lab.capture.live import LiveFeed
 from lab.server.budget import AddressBudgets, ServerBudget
 from lab.server.interface import Background, NoBackground
 
@@ -60,11 +61,25 @@ class ConnectionState:
     local: str = ""  # "host:port" of the server's end (IPv6 in brackets)
     # Where apps run work that outlives a request: the server's (lab.server.background).
     background: Background = field(default_factory=NoBackground, repr=False)
+    # The first request's method and target (its trace file is named after them).
+    first_method: str = ""
+    first_target: str = ""
+    # Told each request's method and target as it is read, before its handler runs.
+    on_request: Callable[[str, str], None] | None = field(default=None, repr=False)
+    # The server's live feed, when its wire viewer is on (handed to apps with each request).
+    feed: LiveFeed | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
         """How log lines name this connection."""
         return f"connection {self.number} from {self.peer} ({self.protocol or 'unknown'})"
+
+    def request_read(self, method: str, target: str) -> None:
+        """The protocol module read a request (HTTP/1.1) or a stream's request (HTTP/2)."""
+        if not self.first_method:
+            self.first_method, self.first_target = method, target
+        if self.on_request is not None:
+            self.on_request(method, target)
 
     @contextmanager
     def idle(self) -> Iterator[trio.CancelScope]:

@@ -42,6 +42,9 @@ __all__ = ["serve_http1"]
 
 log = logging.getLogger("lab.server")
 
+# A request's log line quotes at most this much of its target (heads go up to 16 KiB).
+_LOGGED_TARGET = 200
+
 
 class _Abort(Exception):
     """The connection cannot go on (client gone, too slow, or a broken stream)."""
@@ -83,6 +86,7 @@ class _H1Response:
         fields += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         if self._close:
             fields.append((b"connection", b"close"))
+        self._owner.status = status
         await self._owner.send(
             h11.Response(status_code=status, headers=fields, reason=_reason(status))
         )
@@ -92,6 +96,7 @@ class _H1Response:
             raise RuntimeError("send() before start()")
         if data:
             await self._owner.send(h11.Data(data=data))
+            self._owner.body_sent += len(data)
 
     async def end(self, trailers: Headers = ()) -> None:
         if self.ended:
@@ -116,6 +121,10 @@ class _H1Connection:
         # When the first request head began: the listener's sniffing counts against the
         # head timeout, so a head dribbled through it gets one timeout, not two.
         self.head_started: float | None = None
+        # The response being written, for the request's log line: its status (0: none
+        # yet) and the body bytes handed to h11 so far.
+        self.status = 0
+        self.body_sent = 0
 
     # -- sending ---------------------------------------------------------------------
 
@@ -221,6 +230,24 @@ class _H1Connection:
     # -- one request -----------------------------------------------------------------
 
     async def respond(self, request: h11.Request, body: bytes) -> None:
+        """Answer one request and log one line for it (status, body bytes, duration);
+        raise _Abort when the connection cannot go on."""
+        method, target = request.method.decode("ascii"), request.target.decode("ascii")
+        self.state.request_read(method, target)
+        self.status, self.body_sent = 0, 0
+        started = trio.current_time()
+        complete = False
+        try:
+            await self._respond(request, body, f"{method} {target}")
+            complete = True
+        finally:
+            log.info(
+                "connection %d http/1.1 %s %s -> %s, %d body bytes in %.3f s%s",
+                self.state.number, method, target[:_LOGGED_TARGET], self.status or "-",
+                self.body_sent, trio.current_time() - started, "" if complete else " (cut short)",
+            )  # fmt: skip
+
+    async def _respond(self, request: h11.Request, body: bytes, what: str) -> None:
         """Run the handler for one request; raise _Abort when the connection cannot go on.
 
         The handler runs in a nursery beside the disconnect watcher, so whatever it raises
@@ -230,7 +257,6 @@ class _H1Connection:
         """
         response = _H1Response(self, close=self.state.closing)
         outcome: BaseException | None = None
-        what = f"{request.method.decode('ascii')} {request.target.decode('ascii')}"
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_for_disconnect, nursery.cancel_scope)
             try:
@@ -243,6 +269,7 @@ class _H1Connection:
                     local=self.state.local,
                     peer=self.state.peer,
                     background=self.state.background,
+                    feed=self.state.feed,
                 )
                 await self.app(req, response)
                 if not response.started:

@@ -70,7 +70,14 @@ from lab.server.h2state import (
 )
 from lab.server.h2stream import H2Response, Stalled, Stream
 from lab.server.h2writer import Gone
-from lab.server.interface import AbortResponse, Handler, HTTPError, make_request, send_text
+from lab.server.interface import (
+    AbortResponse,
+    Handler,
+    Headers,
+    HTTPError,
+    make_request,
+    send_text,
+)
 from lab.server.limits import Limits
 
 __all__ = ["PREFACE", "serve_h2"]
@@ -78,6 +85,8 @@ __all__ = ["PREFACE", "serve_h2"]
 log = logging.getLogger("lab.server")
 
 ErrorCodes = h2.errors.ErrorCodes
+# A stream's log line quotes at most this much of its :path (heads go up to 16 KiB).
+_LOGGED_TARGET: Final = 200
 # Frames parsed from one read before other tasks get a turn: parsing one costs h2 about
 # 20-50 µs, so a turn is about a millisecond. With 64, ten connections bursting at once
 # (rapid reset from one address) held a bystander's stream up ~150 ms; with 16, ~80 ms
@@ -115,11 +124,13 @@ class _H2Connection(H2State):
             await self.flush()
 
     async def _run_stream(self, stream: Stream) -> None:
-        """One request's handler, behind the stream's fault boundary."""
+        """One request's handler, behind the stream's fault boundary; one log line."""
         method, path, headers = self._request(stream)
+        self.state.request_read(method, path)
         where = f"{self.state.label} stream {stream.stream_id} {method} {path[:200]}"
-        response = H2Response(self, stream)
+        response = _Counted(H2Response(self, stream), stream)
         outcome: BaseException | None = None
+        started = trio.current_time()
         try:
             with stream.scope:
                 try:
@@ -129,6 +140,7 @@ class _H2Connection(H2State):
                     request = make_request(
                         method, path, headers, body, "h2", local=self.state.local,
                         peer=self.state.peer, background=self.state.background,
+                        feed=self.state.feed,
                     )  # fmt: skip
                     del body
                     await self.app(request, response)
@@ -144,9 +156,16 @@ class _H2Connection(H2State):
                 self._queue()
         finally:
             self._release(stream)
+            complete = response.complete and not self.writer.broken
+            log.info(
+                "connection %d %s stream %d %s %s -> %s, %d body bytes in %.3f s%s",
+                self.state.number, self.state.protocol, stream.stream_id, method,
+                path[:_LOGGED_TARGET], response.status or "-", response.sent,
+                trio.current_time() - started, "" if complete else " (cut short)",
+            )  # fmt: skip
 
     async def _conclude(
-        self, stream: Stream, response: H2Response, outcome: BaseException | None, where: str
+        self, stream: Stream, response: _Counted, outcome: BaseException | None, where: str
     ) -> None:
         """End the stream the way its outcome says (outside the handler's scope, so that a
         cancelled handler still gets its RST_STREAM written)."""
@@ -417,6 +436,36 @@ class _H2Connection(H2State):
                 close = "graceful"
             nursery.cancel_scope.cancel()  # the watchdog, any stream left
         return close
+
+
+class _Counted:
+    """A stream's response as the handler writes it, noting what its log line says."""
+
+    def __init__(self, response: H2Response, stream: Stream) -> None:
+        self._response = response
+        self._stream = stream
+        self.status = 0  # 0: no response started
+        self.sent = 0  # body bytes handed to the connection
+        self.complete = False  # ended with END_STREAM (not reset, not cut)
+
+    async def start(self, status: int, headers: Headers = ()) -> None:
+        await self._response.start(status, headers)
+        self.status = status
+
+    async def send(self, data: bytes) -> None:
+        await self._response.send(data)
+        self.sent += len(data)
+
+    async def end(self, trailers: Headers = ()) -> None:
+        if self._stream.ended:
+            return  # reset, or ended already
+        try:
+            await self._response.end(trailers)
+        except trio.Cancelled:
+            # Only its flush awaits: END_STREAM is queued, and the writer sends it.
+            self.complete = True
+            raise
+        self.complete = True
 
 
 async def _first(*events: trio.Event) -> None:

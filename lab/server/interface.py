@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, urlsplit
+
+if TYPE_CHECKING:
+    from lab.capture.live import LiveFeed
 
 __all__ = [
     "AbortResponse",
@@ -60,6 +63,8 @@ class Request:
     local: str = ""
     peer: str = ""  # the client's end, "host:port"
     background: Background = field(default_factory=NoBackground, repr=False, compare=False)
+    # The server's live feed when its wire viewer is on (lab.capture.live), else None.
+    feed: LiveFeed | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -73,6 +78,7 @@ class Request:
 def make_request(
     method: str, target: str, headers: Headers, body: bytes, protocol: str,
     *, local: str = "", peer: str = "", background: Background | None = None,
+    feed: LiveFeed | None = None,
 ) -> Request:  # fmt: skip
     try:
         parts = urlsplit(target)
@@ -92,6 +98,7 @@ def make_request(
         local=local,
         peer=peer,
         background=background if background is not None else NoBackground(),
+        feed=feed,
     )
 
 

@@ -78,3 +78,27 @@ class Limits:
     # HTTP/2: bytes queued for a client that does not read what the server owes it (PING
     # ACKs, SETTINGS ACKs) before the server stops reading from that client.
     h2_max_write_backlog: int = 256 * 1024
+    # The live wire viewer (Server(viewer=True), GET /lab/): what it keeps of the
+    # connections it shows, so that watching a server never costs it more than a few MiB.
+    # Connections kept at once, oldest dropped first (the page says which): a screenful
+    # of demo traffic; a flood of connections only ever costs the newest 64.
+    viewer_connections: int = 64
+    # Records kept per connection, and bytes (each record counted with ~120 bytes of
+    # bookkeeping on top of its data): enough for a whole token or SSE demo stream; a
+    # busy connection keeps its beginning and the page says the rest was not kept.
+    viewer_records_per_connection: int = 2048
+    viewer_bytes_per_connection: int = 256 * 1024
+    # Bytes kept for every connection together: past it the oldest connections go first,
+    # so that 64 busy connections cannot pin 64 times the per-connection share.
+    viewer_total_bytes: int = 8 * 1024 * 1024
+    # Feed events kept for viewers that reconnect with Last-Event-ID (WHATWG HTML §9.2.4),
+    # and their encoded bytes: a page that was away for a few thousand records catches up;
+    # one away longer starts again from what the server still keeps.
+    viewer_log_events: int = 4096
+    viewer_log_bytes: int = 4 * 1024 * 1024
+    # Viewer pages following the feed at once; one more gets 503. Each has a bounded
+    # queue (lab.apps.sse), so a handful of viewers costs a handful of queues.
+    viewer_clients: int = 8
+    # .trace / .pcapng downloads being formatted or sent at once (each holds its whole
+    # file, ~5 times the connection's kept bytes); one more gets 503.
+    viewer_downloads: int = 4

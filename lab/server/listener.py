@@ -1,12 +1,25 @@
 """The listening socket: accept, pick the protocol, run one task per connection, shut down.
 
 One port serves every protocol the lab speaks; the listener reads the first bytes of a
-connection to tell them apart (today HTTP/1.1 only).
+connection to tell HTTP/2's client preface (h2c) from an HTTP/1.1 request.
+
+Two ways to watch the connections, both through the tap (lab.capture.tap):
+
+- ``trace_dir``: each connection's whole trace is written there when it closes, as
+  ``.trace`` and ``.pcapng`` side by side, named by when it was accepted, its number and
+  its first request (lab.capture.names), never over an earlier file;
+- ``viewer=True``: every connection goes to the server's live feed (lab.capture.live),
+  within the ``viewer_*`` limits, which the wire viewer's endpoints (``GET /lab/``) read
+  through ``request.feed``.
+
+The protocol modules log one line per request (logger ``lab.server``, INFO).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +27,11 @@ from typing import Final
 
 import trio
 
-from lab.capture.tap import Recorder, socket_addresses
-from lab.capture.trace import Trace
+from lab.capture.live import FeedLimits, LiveConnection, LiveFeed
+from lab.capture.names import claim_stem, connection_stem, utc_stamp
+from lab.capture.store import write_capture
+from lab.capture.tap import TappedStream, socket_addresses
+from lab.capture.trace import ConnectionTrace, Record, Trace
 from lab.server.background import ServerTasks
 from lab.server.budget import AddressBudgets, ServerBudget
 from lab.server.closing import LingeringTransport
@@ -46,6 +62,8 @@ class Server:
         trace_dir: Path | None = None,
         date_source: Callable[[], bytes] = http_date,
         tls: TLSConfig | None = None,
+        viewer: bool = False,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.date_source = date_source
@@ -54,6 +72,9 @@ class Server:
         self.port = port
         self.limits = limits or Limits()
         self.trace_dir = trace_dir
+        # When each connection was accepted, for its trace file's name.
+        self.wall_clock = wall_clock
+        self.feed = LiveFeed(_feed_limits(self.limits)) if viewer else None
         self.connections: set[ConnectionState] = set()
         self.accepted = 0
         self._accept_scope = trio.CancelScope()
@@ -83,6 +104,8 @@ class Server:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.background.run)
+                if self.feed is not None:
+                    await nursery.start(self._run_feed, self.feed)
                 nursery.start_soon(self._accept, listeners, nursery)
                 task_status.started(self)
         finally:
@@ -98,7 +121,16 @@ class Server:
             "buffered_body_bytes": self.bodies.used,
             "bodies_refused": self.bodies.refused,
             "background_tasks": self.background.running,
+            **(self.feed.stats() if self.feed is not None else {}),
         }
+
+    @staticmethod
+    async def _run_feed(
+        feed: LiveFeed, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        # A fault in the feed ends the feed (viewers see no more), never the server.
+        with boundary("live feed"):
+            await feed.run(task_status=task_status)
 
     async def _accept(self, listeners: list[trio.SocketListener], nursery: trio.Nursery) -> None:
         try:
@@ -123,6 +155,8 @@ class Server:
             return
         self._shutting_down = True
         self._accept_scope.cancel()
+        if self.feed is not None:
+            self.feed.close()  # viewers' streams end, so their connections can close
         for state in list(self.connections):
             state.close_when_idle()
         self._nursery.start_soon(self._cancel_after_grace)
@@ -142,6 +176,7 @@ class Server:
             return
         self.accepted += 1
         number = self.accepted
+        opened = self.wall_clock()
         try:
             host, port = stream.socket.getpeername()[:2]
         except OSError:  # already reset by the client
@@ -150,11 +185,12 @@ class Server:
             closing=self._shutting_down, date_source=self.date_source, number=number,
             peer=f"{host}:{port}", peer_host=host, bodies=self.bodies, addresses=self.addresses,
             local=_address(stream.socket.getsockname()), background=self.background,
+            feed=self.feed,
         )  # fmt: skip
         self.connections.add(state)
         if self._no_connections.is_set():
             self._no_connections = trio.Event()
-        holder = _Open(stream)
+        holder = _Open(stream, opened=opened)
         try:
             # The last fault boundary: each protocol has its own inside, which answers
             # the way its protocol says; whatever still escapes ends this connection only.
@@ -163,15 +199,22 @@ class Server:
         finally:
             try:
                 with trio.CancelScope(shield=True), boundary(f"{state.label}, closing"):
-                    with trio.move_on_after(self.limits.close_timeout):
-                        await holder.stream.aclose()
+                    try:
+                        with trio.move_on_after(self.limits.close_timeout):
+                            await holder.stream.aclose()
+                    finally:
+                        if holder.live is not None:
+                            holder.live.end()
                     if holder.trace is not None and self.trace_dir is not None:
-                        # Formatting a long trace takes a while: off the event loop, so
-                        # that other connections do not stall; shielded, so that
-                        # shutdown does not lose it.
-                        path = self.trace_dir / f"{holder.trace.name}.trace"
-                        self.trace_dir.mkdir(parents=True, exist_ok=True)
-                        await trio.to_thread.run_sync(holder.trace.save, path)
+                        # Formatting and annotating a long trace takes a while: off the
+                        # event loop, so that other connections do not stall; shielded,
+                        # so that shutdown does not lose it.
+                        save = functools.partial(
+                            _save_trace, self.trace_dir, holder.trace, number=state.number,
+                            method=state.first_method, target=state.first_target,
+                            opened=holder.opened,
+                        )  # fmt: skip
+                        await trio.to_thread.run_sync(save)
             finally:
                 # Only once the trace is written: wait_no_connections() then means every
                 # connection's trace is on disk (another connection may finish first).
@@ -199,15 +242,8 @@ class Server:
             if handshake.cancelled_caught:
                 return
             alpn = tls_stream.selected_alpn_protocol()
-        if self.trace_dir is not None:
-            trace = Trace(
-                name=f"conn-{state.number:05d}",
-                description=f"server side of connection {state.number}",
-            )
-            holder.trace = trace
-            local, peer = socket_addresses(socket_stream)
-            holder.stream = Recorder(trace).tap(holder.stream, "server", local=local, peer=peer)
-            trace.connections[-1].tls = self.tls is not None
+        if self.trace_dir is not None or self.feed is not None:
+            self._tap(holder, state, socket_stream)
         started = trio.current_time()
         if alpn == "h2":
             initial: bytes | None = b""
@@ -219,6 +255,8 @@ class Server:
         state.protocol = protocol
         if holder.trace is not None:
             holder.trace.connections[-1].protocol = protocol
+        if holder.live is not None:
+            holder.live.set_protocol(protocol)
         if initial is None:
             return
         if protocol in ("h2", "h2c"):
@@ -228,13 +266,75 @@ class Server:
                 holder.stream, self.app, self.limits, state, initial, head_started=started
             )
 
+    def _tap(self, holder: _Open, state: ConnectionState, socket: trio.SocketStream) -> None:
+        """Record the connection: into a whole trace (trace_dir), the live feed, or both."""
+        local, peer = socket_addresses(socket)
+        tls = self.tls is not None
+        sink: Callable[[Record], None] | None = None
+        if self.feed is not None:
+            live = holder.live = self.feed.open(
+                state.number, local=local, peer=peer, tls=tls, opened=holder.opened
+            )
+            state.on_request = live.request
+            conn, sink = live.conn, live.add
+        if self.trace_dir is not None:
+            conn = ConnectionTrace(side="server", local=local, peer=peer, tls=tls)
+            holder.trace = Trace(
+                name=f"c{state.number:05d}",
+                description=(
+                    f"server side of connection {state.number}, accepted {utc_stamp(holder.opened)}"
+                ),
+                connections=[conn],
+            )
+            sink = None if holder.live is None else _tee(conn.records.append, holder.live.add)
+        t0 = time.monotonic()  # one axis per connection, from its CONNECT record
+        holder.stream = TappedStream(
+            holder.stream, conn, lambda: time.monotonic() - t0, connected_at=0.0, sink=sink
+        )
+
 
 @dataclass(eq=False, slots=True)
 class _Open:
-    """One accepted connection's outermost stream (socket, TLS or tap) and its trace."""
+    """One accepted connection's outermost stream (socket, TLS or tap), when it was
+    accepted, its whole trace (trace_dir) and its place in the live feed (viewer)."""
 
     stream: trio.abc.Stream
+    opened: float = 0.0
     trace: Trace | None = None
+    live: LiveConnection | None = None
+
+
+def _tee(
+    first: Callable[[Record], None], second: Callable[[Record], None]
+) -> Callable[[Record], None]:
+    def both(record: Record) -> None:
+        first(record)
+        second(record)
+
+    return both
+
+
+def _save_trace(
+    directory: Path, trace: Trace, *, number: int, method: str, target: str, opened: float
+) -> None:
+    """Write ``trace`` as .trace and .pcapng under a name no file in ``directory`` has."""
+    trace.name = claim_stem(directory, connection_stem(number, method, target, opened))
+    if method:
+        trace.description += f"; first request {method} {target}"
+    write_capture(trace, directory)
+
+
+def _feed_limits(limits: Limits) -> FeedLimits:
+    return FeedLimits(
+        connections=limits.viewer_connections,
+        records_per_connection=limits.viewer_records_per_connection,
+        bytes_per_connection=limits.viewer_bytes_per_connection,
+        total_bytes=limits.viewer_total_bytes,
+        log_events=limits.viewer_log_events,
+        log_bytes=limits.viewer_log_bytes,
+        clients=limits.viewer_clients,
+        downloads=limits.viewer_downloads,
+    )
 
 
 def _address(sockname: tuple[str, int] | tuple[str, int, int, int]) -> str:
@@ -296,15 +396,17 @@ async def serve_tcp(
     trace_dir: Path | None = None,
     date_source: Callable[[], bytes] = http_date,
     tls: TLSConfig | None = None,
+    viewer: bool = False,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the lab on ``host:port`` (port 0 picks a free one) until cancelled or shut down.
 
     ``server = await nursery.start(serve_tcp, app, 0)`` gives the running :class:`Server`;
-    ``lab.apps.app`` is the lab's own endpoints.
+    ``lab.apps.app`` is the lab's own endpoints. ``viewer=True`` keeps the live feed the
+    wire viewer (``GET /lab/``) shows.
     """
     server = Server(
         app, host=host, port=port, limits=limits, trace_dir=trace_dir, date_source=date_source,
-        tls=tls,
+        tls=tls, viewer=viewer,
     )  # fmt: skip
     await server.serve(task_status=task_status)

@@ -92,7 +92,7 @@ class LabServer:
     def connection_traces(self) -> list[AnnotatedConnection]:
         """One per connection, annotated, once every connection has closed (bounded wait)."""
         self.handle.wait_no_connections(SERVER_WAIT)
-        paths = sorted(self.trace_dir.glob("conn-*.trace"))
+        paths = sorted(self.trace_dir.glob("*.trace"))
         return [ac for p in paths for ac in annotate(load(p))]
 
 

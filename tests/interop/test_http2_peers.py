@@ -64,7 +64,7 @@ class LabServer:
         """The server's traces, once every connection has closed (bounded wait)."""
         self.handle.wait_no_connections(SERVER_WAIT)
         assert self.trace_dir is not None
-        return sorted(self.trace_dir.glob("conn-*.trace"))
+        return sorted(self.trace_dir.glob("*.trace"))
 
 
 @contextmanager

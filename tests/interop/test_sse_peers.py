@@ -81,7 +81,7 @@ class LabServer:
     def exchanges(self) -> list[Exchange]:
         """Every request/response the traces hold, in connection order."""
         self.wait_idle()
-        paths = sorted(self.trace_dir.glob("conn-*.trace"))
+        paths = sorted(self.trace_dir.glob("*.trace"))
         return [x for number, p in enumerate(paths) for x in _exchanges(number, load(p))]
 
 
