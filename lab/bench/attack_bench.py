@@ -18,6 +18,7 @@ import trio
 from lab.attacks import ATTACK_LIMITS, ATTACKS, Attack
 from lab.attacks.bystander import Bystander, unloaded
 from lab.attacks.process import LabProcess
+from lab.progress import Reporter, progress, silent
 
 __all__ = ["run", "table"]
 
@@ -52,9 +53,15 @@ def _one(attack: Attack) -> Row:
     }
 
 
-def run(names: list[str] | None = None) -> list[Row]:
+def run(names: list[str] | None = None, report: Reporter = silent) -> list[Row]:
+    """One row per attack (all, or those named); ``report`` gets a step per attack."""
     chosen = [a for a in ATTACKS if not names or a.name in names]
-    return [_one(attack) for attack in chosen]
+    rows = []
+    with report(len(chosen), "bench attacks") as step:
+        for attack in chosen:
+            step(attack.name)
+            rows.append(_one(attack))
+    return rows
 
 
 def table(rows: list[Row]) -> str:
@@ -94,4 +101,4 @@ def _cell(value: str | float) -> str:
 
 
 if __name__ == "__main__":
-    print(table(run()))
+    print(table(run(report=progress)))

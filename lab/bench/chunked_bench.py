@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import h11
 
+from lab.progress import Reporter, progress, silent
 from lab.wire.chunked import ChunkData, ChunkedDecoder, encode
 
 __all__ = ["run"]
@@ -76,39 +77,43 @@ def _time(fn: Callable[[list[bytes]], int], reads: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
-def run(seconds_per_case: float = 1.0) -> list[dict[str, float | int | str]]:
+def run(
+    seconds_per_case: float = 1.0, report: Reporter = silent
+) -> list[dict[str, float | int | str]]:
     """Measure both decoders on each chunk size; one dict per (case, decoder).
 
     Each dict has ``case``, ``decoder`` ("lab" or "h11"), ``chunks_per_s``, ``mb_per_s``
     (megabytes of chunked body per second), ``best_s`` (fastest pass) and, for the lab rows,
-    ``ratio`` (lab / h11 throughput).
+    ``ratio`` (lab / h11 throughput). ``report`` gets a step per chunk size.
     """
     rows: list[dict[str, float | int | str]] = []
-    for chunk_size in CHUNK_SIZES:
-        body, count = _body(chunk_size)
-        reads = _reads(body)
-        # Both must see every chunk, or the comparison means nothing. h11 may split a
-        # chunk at a read boundary into two Data events, so it can count a few more.
-        assert _lab(reads) >= count
-        assert _h11(reads) >= count
-        best = {"lab": float("inf"), "h11": float("inf")}
-        deadline = time.perf_counter() + 2 * seconds_per_case
-        while True:
-            best["lab"] = min(best["lab"], _time(_lab, reads))
-            best["h11"] = min(best["h11"], _time(_h11, reads))
-            if time.perf_counter() >= deadline:
-                break
-        for name in ("lab", "h11"):
-            row: dict[str, float | int | str] = {
-                "case": f"{chunk_size} B chunks",
-                "decoder": name,
-                "chunks_per_s": count / best[name],
-                "mb_per_s": len(body) / best[name] / 1e6,
-                "best_s": best[name],
-            }
-            if name == "lab":
-                row["ratio"] = best["h11"] / best["lab"]
-            rows.append(row)
+    with report(len(CHUNK_SIZES), "bench chunked") as step:
+        for chunk_size in CHUNK_SIZES:
+            step(f"{chunk_size} B chunks")
+            body, count = _body(chunk_size)
+            reads = _reads(body)
+            # Both must see every chunk, or the comparison means nothing. h11 may split a
+            # chunk at a read boundary into two Data events, so it can count a few more.
+            assert _lab(reads) >= count
+            assert _h11(reads) >= count
+            best = {"lab": float("inf"), "h11": float("inf")}
+            deadline = time.perf_counter() + 2 * seconds_per_case
+            while True:
+                best["lab"] = min(best["lab"], _time(_lab, reads))
+                best["h11"] = min(best["h11"], _time(_h11, reads))
+                if time.perf_counter() >= deadline:
+                    break
+            for name in ("lab", "h11"):
+                row: dict[str, float | int | str] = {
+                    "case": f"{chunk_size} B chunks",
+                    "decoder": name,
+                    "chunks_per_s": count / best[name],
+                    "mb_per_s": len(body) / best[name] / 1e6,
+                    "best_s": best[name],
+                }
+                if name == "lab":
+                    row["ratio"] = best["h11"] / best["lab"]
+                rows.append(row)
     return rows
 
 
@@ -124,4 +129,4 @@ def table(rows: list[dict[str, float | int | str]]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(run()))
+    print(table(run(report=progress)))

@@ -28,6 +28,7 @@ from typing import Final
 import hpack
 from hyperframe.frame import Frame as HyperFrame
 
+from lab.progress import Reporter, progress, silent
 from lab.wire import h2frames
 from lab.wire.h2frames import Frame, FrameDecoder
 
@@ -134,38 +135,40 @@ def _time(fn: Callable[[list[bytes]], int], reads: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
-def run(seconds: float = 1.0) -> list[Row]:
+def run(seconds: float = 1.0, report: Reporter = silent) -> list[Row]:
     """Measure each stream for about ``2 * seconds``; one dict per (case, decoder).
 
     Each dict has ``case``, ``decoder`` ("lab" or "hyperframe"), ``frames_per_s``,
     ``mb_per_s`` (megabytes of stream per second), ``best_s`` (fastest pass) and, for the
-    lab rows, ``ratio`` (lab / hyperframe throughput).
+    lab rows, ``ratio`` (lab / hyperframe throughput). ``report`` gets a step per stream.
     """
     rows: list[Row] = []
-    for case, make in CASES:
-        stream, count = _stream(make)
-        reads = _reads(stream)
-        # Both must see every frame, or the comparison means nothing.
-        for fn in DECODERS.values():
-            assert fn(reads) == count
-        best = dict.fromkeys(DECODERS, float("inf"))
-        deadline = time.perf_counter() + 2 * seconds
-        while True:
-            for name, fn in DECODERS.items():
-                best[name] = min(best[name], _time(fn, reads))
-            if time.perf_counter() >= deadline:
-                break
-        for name in DECODERS:
-            row: Row = {
-                "case": case,
-                "decoder": name,
-                "frames_per_s": count / best[name],
-                "mb_per_s": len(stream) / best[name] / 1e6,
-                "best_s": best[name],
-            }
-            if name == "lab":
-                row["ratio"] = best["hyperframe"] / best["lab"]
-            rows.append(row)
+    with report(len(CASES), "bench h2frames") as step:
+        for case, make in CASES:
+            step(case)
+            stream, count = _stream(make)
+            reads = _reads(stream)
+            # Both must see every frame, or the comparison means nothing.
+            for fn in DECODERS.values():
+                assert fn(reads) == count
+            best = dict.fromkeys(DECODERS, float("inf"))
+            deadline = time.perf_counter() + 2 * seconds
+            while True:
+                for name, fn in DECODERS.items():
+                    best[name] = min(best[name], _time(fn, reads))
+                if time.perf_counter() >= deadline:
+                    break
+            for name in DECODERS:
+                row: Row = {
+                    "case": case,
+                    "decoder": name,
+                    "frames_per_s": count / best[name],
+                    "mb_per_s": len(stream) / best[name] / 1e6,
+                    "best_s": best[name],
+                }
+                if name == "lab":
+                    row["ratio"] = best["hyperframe"] / best["lab"]
+                rows.append(row)
     return rows
 
 
@@ -181,4 +184,4 @@ def table(rows: list[Row]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(run()))
+    print(table(run(report=progress)))

@@ -11,6 +11,7 @@ ones do not hold it up.
 
 from __future__ import annotations
 
+import itertools
 import re
 import resource
 import socket
@@ -19,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Final
+
+from lab.progress import Reporter, Step, progress, silent
 
 __all__ = ["run", "table"]
 
@@ -30,6 +33,9 @@ SOCKET_TIMEOUT: Final = 30.0
 # heartbeat the endpoint accepts), so no byte moves while memory is measured.
 IDLE_TARGET: Final = "/events?n=2&interval_ms=600000&heartbeat_ms=600000&stream=idle"
 LIVE_TARGET: Final = "/tokens?n=200&interval_ms=0"
+# Opening thousands of streams is the long part of the bench: reported in this many steps,
+# so that a log gets a line per tenth of them rather than one per stream.
+OPEN_STEPS: Final = 10
 
 
 def _rss_kib(pid: int) -> int:
@@ -95,9 +101,25 @@ def _live_stream(port: int) -> float:
         return time.perf_counter() - start
 
 
-def run(count: int = DEFAULT_COUNT, kind: str = "sse") -> list[dict[str, float | str]]:
+def _parts(count: int) -> list[range]:
+    """``range(count)`` cut into at most OPEN_STEPS runs of near-equal length."""
+    steps = min(OPEN_STEPS, count)
+    edges = [count * i // steps for i in range(steps + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(edges)]
+
+
+def run(
+    count: int = DEFAULT_COUNT, kind: str = "sse", report: Reporter = silent
+) -> list[dict[str, float | str]]:
     """``kind``: "sse" (idle /events streams over HTTP/1.1) or "h2c" (idle HTTP/2
-    connections with no stream)."""
+    connections with no stream). ``report`` gets a step for the start, for each tenth of
+    the streams opened, and for the live stream beside them."""
+    parts = _parts(count)
+    with report(2 + len(parts), f"bench idle {kind}") as step:
+        return _run(count, kind, parts, step)
+
+
+def _run(count: int, kind: str, parts: list[range], step: Step) -> list[dict[str, float | str]]:
     opener = {"sse": _open_idle, "h2c": _open_idle_h2}[kind]
     what = {"sse": "idle SSE streams", "h2c": "idle HTTP/2 connections"}[kind]
     _raise_fd_limit(2 * count + 256)  # inherited by the server process
@@ -115,11 +137,15 @@ def run(count: int = DEFAULT_COUNT, kind: str = "sse") -> list[dict[str, float |
             if not match:
                 raise RuntimeError(f"lab serve did not start: {line!r}")
             port = int(match.group(1))
+            step("start the server, a live stream alone")
             alone = min(_live_stream(port) for _ in range(3))
             socks.append(opener(port))  # warm-up: first-use allocations
             before = _rss_kib(proc.pid)
-            socks += [opener(port) for _ in range(count)]
+            for part in parts:
+                step(f"open {what} {part.start + 1}-{part.stop} of {count}")
+                socks += [opener(port) for _ in part]
             after = _rss_kib(proc.pid)
+            step(f"a live stream beside {count} {what}")
             beside = min(_live_stream(port) for _ in range(3))
         finally:
             for sock in socks:
@@ -147,4 +173,4 @@ def table(rows: list[dict[str, float | str]]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(run()))
+    print(table(run(report=progress)))

@@ -15,6 +15,7 @@ import sys
 from typing import Final
 
 from lab.apps.params import MAX_N
+from lab.progress import Reporter, Step, progress, silent
 
 __all__ = ["run", "table"]
 
@@ -40,8 +41,18 @@ def _h2load(url: str, *, h1: bool) -> float:
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
-def run(rounds: int = 5, n: int = TOKENS) -> list[dict[str, float | str]]:
+def run(
+    rounds: int = 5, n: int = TOKENS, report: Reporter = silent
+) -> list[dict[str, float | str]]:
+    """Best of ``rounds`` for each protocol; ``report`` gets a step for the start and one
+    per measured stream."""
+    with report(1 + 2 * rounds, "bench protocols") as step:
+        return _run(rounds, n, step)
+
+
+def _run(rounds: int, n: int, step: Step) -> list[dict[str, float | str]]:
     best = {"HTTP/1.1": float("inf"), "HTTP/2 (h2c)": float("inf")}
+    step("start the server, warm up")
     with subprocess.Popen(
         [sys.executable, "-m", "lab", "serve", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -56,8 +67,9 @@ def run(rounds: int = 5, n: int = TOKENS) -> list[dict[str, float | str]]:
                 raise RuntimeError(f"lab serve did not start: {line!r}")
             url = f"{match.group(0)}/tokens?n={n}&interval_ms=0"
             _h2load(url.replace(f"n={n}", "n=10"), h1=True)  # warm up
-            for _ in range(rounds):
+            for r in range(rounds):
                 for name, so_far in best.items():
+                    step(f"round {r + 1} of {rounds}, {name}")
                     best[name] = min(so_far, _h2load(url, h1=name == "HTTP/1.1"))
         finally:
             proc.terminate()
@@ -80,4 +92,4 @@ def table(rows: list[dict[str, float | str]]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(run()))
+    print(table(run(report=progress)))

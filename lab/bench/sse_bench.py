@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from lab.progress import Reporter, progress, silent
 from lab.wire.sse import Dispatch, SSEDecoder, encode_event
 
 __all__ = ["run", "table"]
@@ -115,42 +116,45 @@ def _time(fn: Callable[[list[bytes]], int], reads: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
-def run(seconds: float = 1.0) -> list[Row]:
+def run(seconds: float = 1.0, report: Reporter = silent) -> list[Row]:
     """Measure each stream for about ``2 * seconds``; one dict per (case, decoder).
 
     Each dict has ``case``, ``decoder`` ("lab" or "httpx-sse"), ``events_per_s``,
     ``mb_per_s`` (megabytes of event stream per second), ``best_s`` (fastest pass) and, for
     the lab rows when httpx-sse is there, ``ratio`` (lab / httpx-sse throughput).
+    ``report`` gets a step per stream.
     """
     reference = _httpx_sse_parser()
     decoders: dict[str, Callable[[list[bytes]], int]] = {"lab": _lab}
     if reference is not None:
         decoders["httpx-sse"] = reference
     rows: list[Row] = []
-    for case, make in CASES:
-        stream, count = _stream(make)
-        reads = _reads(stream)
-        # Both must see every event, or the comparison means nothing.
-        for fn in decoders.values():
-            assert fn(reads) == count
-        best = dict.fromkeys(decoders, float("inf"))
-        deadline = time.perf_counter() + 2 * seconds
-        while True:
-            for name, fn in decoders.items():
-                best[name] = min(best[name], _time(fn, reads))
-            if time.perf_counter() >= deadline:
-                break
-        for name in decoders:
-            row: Row = {
-                "case": case,
-                "decoder": name,
-                "events_per_s": count / best[name],
-                "mb_per_s": len(stream) / best[name] / 1e6,
-                "best_s": best[name],
-            }
-            if name == "lab" and reference is not None:
-                row["ratio"] = best["httpx-sse"] / best["lab"]
-            rows.append(row)
+    with report(len(CASES), "bench sse") as step:
+        for case, make in CASES:
+            step(case)
+            stream, count = _stream(make)
+            reads = _reads(stream)
+            # Both must see every event, or the comparison means nothing.
+            for fn in decoders.values():
+                assert fn(reads) == count
+            best = dict.fromkeys(decoders, float("inf"))
+            deadline = time.perf_counter() + 2 * seconds
+            while True:
+                for name, fn in decoders.items():
+                    best[name] = min(best[name], _time(fn, reads))
+                if time.perf_counter() >= deadline:
+                    break
+            for name in decoders:
+                row: Row = {
+                    "case": case,
+                    "decoder": name,
+                    "events_per_s": count / best[name],
+                    "mb_per_s": len(stream) / best[name] / 1e6,
+                    "best_s": best[name],
+                }
+                if name == "lab" and reference is not None:
+                    row["ratio"] = best["httpx-sse"] / best["lab"]
+                rows.append(row)
     return rows
 
 
@@ -166,4 +170,4 @@ def table(rows: list[Row]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(run()))
+    print(table(run(report=progress)))

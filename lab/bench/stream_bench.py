@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Final
 
 from lab.apps.params import MAX_N
+from lab.progress import Reporter, progress, silent
 
 __all__ = ["run", "table"]
 
@@ -74,21 +75,27 @@ def _one_stream(port: int, n: int) -> tuple[float, int]:
         return time.perf_counter() - start, total
 
 
-def run(rounds: int = 3, n: int = TOKENS) -> list[dict[str, float | str]]:
-    """Best of ``rounds`` for each configuration; the traced row carries the ratio."""
+def run(
+    rounds: int = 3, n: int = TOKENS, report: Reporter = silent
+) -> list[dict[str, float | str]]:
+    """Best of ``rounds`` for each configuration; the traced row carries the ratio.
+    ``report`` gets a step for the start and one per measured stream."""
     best = {"tracing off": float("inf"), "tracing on": float("inf")}
     size = 0
-    with (
-        tempfile.TemporaryDirectory() as traces,
-        _server() as plain,
-        _server("--trace-dir", traces) as traced,
-    ):
-        for port in (plain, traced):
-            _one_stream(port, 10)  # warm up: imports, first connection
-        for _ in range(rounds):
-            for name, port in (("tracing off", plain), ("tracing on", traced)):
-                elapsed, size = _one_stream(port, n)
-                best[name] = min(best[name], elapsed)
+    with report(1 + 2 * rounds, "bench stream") as step:
+        step("start both servers, warm up")
+        with (
+            tempfile.TemporaryDirectory() as traces,
+            _server() as plain,
+            _server("--trace-dir", traces) as traced,
+        ):
+            for port in (plain, traced):
+                _one_stream(port, 10)  # warm up: imports, first connection
+            for r in range(rounds):
+                for name, port in (("tracing off", plain), ("tracing on", traced)):
+                    step(f"round {r + 1} of {rounds}, {name}")
+                    elapsed, size = _one_stream(port, n)
+                    best[name] = min(best[name], elapsed)
     rows: list[dict[str, float | str]] = []
     for name, elapsed in best.items():
         row: dict[str, float | str] = {
@@ -113,4 +120,4 @@ def table(rows: list[dict[str, float | str]]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(run()))
+    print(table(run(report=progress)))
