@@ -1,4 +1,4 @@
-"""``python -m lab`` / ``lab``: serve, scenarios, capture, show, tour."""
+"""``python -m lab`` / ``lab``: serve, scenarios, capture, show, tour, bench, notebooks."""
 
 from __future__ import annotations
 
@@ -14,24 +14,26 @@ from typing import Any
 import trio
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from lab.apps import app as lab_app
 from lab.apps import index_text
-from lab.capture.annotate import annotate
 from lab.capture.fileformat import load
-from lab.capture.normalize import normalized_text
-from lab.capture.store import write_capture
-from lab.capture.trace import Trace
-from lab.capture.views import data_arrivals, render
-from lab.scenarios import SCENARIOS, get, run_scenarios
+from lab.capture.store import NOISE, save_capture
+from lab.capture.views import render
+from lab.progress import progress
+from lab.scenarios import SCENARIOS, get
 from lab.server import Limits, serve_tcp
 from lab.server.tls import make_tls
-from lab.wire.h2frames import HeadersFrame
+from lab.tour import UnknownScenario, choose, contents, interactive, run_tour, run_with_progress
 
-__all__ = ["VIEWS", "main"]
+__all__ = ["COLORS", "VIEWS", "main"]
 
 VIEWS = ("annotated", "hex", "timeline", "sequence")
+COLORS = ("auto", "always", "never")
+COLOR_HELP = (
+    "colours and styles: auto (on a terminal only; NO_COLOR turns them off), always (also "
+    "into a pipe or file, e.g. `| less -R`), never"
+)
 
 
 # Width when the output is not a terminal (a pipe, a CI log) and COLUMNS is not set:
@@ -39,8 +41,22 @@ VIEWS = ("annotated", "hex", "timeline", "sequence")
 PIPE_WIDTH = 140
 
 
-def _console() -> Console:
+def _console(color: str = "auto") -> Console:
+    """The stdout console; ``color`` as in :data:`COLOR_HELP` (``always`` beats NO_COLOR)."""
     width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH
+    if color == "never":
+        # Not a terminal to rich: no escape sequence at all, not even bold.
+        return Console(highlight=False, soft_wrap=False, width=width, force_terminal=False)
+    if color == "always":
+        console = Console(
+            highlight=False, soft_wrap=False, width=width, force_terminal=True, no_color=False
+        )
+        if console.color_system is None:  # TERM=dumb: asked for colours all the same
+            console = Console(
+                highlight=False, soft_wrap=False, width=width, force_terminal=True,
+                no_color=False, color_system="standard",
+            )  # fmt: skip
+        return console
     return Console(highlight=False, soft_wrap=False, width=width)
 
 
@@ -141,84 +157,44 @@ def _scenario_names(args: argparse.Namespace) -> list[str]:
     return list(args.names)
 
 
-def _unchanged(trace: Trace, out: Path) -> bool:
-    """Whether ``out`` already holds this capture but for run-to-run noise (times, ports,
-    dates, read boundaries): then the golden files are kept, and git shows no churn."""
-    old = out / f"{trace.name}.trace"
-    if not old.exists() or not (out / f"{trace.name}.pcapng").exists():
-        return False
-    try:
-        return normalized_text(load(old)) == normalized_text(trace)
-    except ValueError:
-        return False  # an unreadable old file is replaced
-
-
 def cmd_capture(args: argparse.Namespace) -> int:
     console = _console()
-    traces = trio.run(run_scenarios, _scenario_names(args))
+    chosen = [get(name) for name in _scenario_names(args)]
+    traces = trio.run(run_with_progress, chosen, progress, "capture")
+    kept = 0
     for trace in traces:
         console.rule(f"[bold]{escape(trace.name)}")
         render(trace, "annotated", console)
-        if _unchanged(trace, args.out):
-            console.print(f"{args.out / trace.name}.trace: same bytes as before; kept as it is")
+        saved = save_capture(trace, args.out, force=args.force)
+        if saved.written:
+            console.print(f"wrote {saved.trace_path} and {saved.pcap_path}", soft_wrap=True)
             continue
-        trace_path, pcap_path = write_capture(trace, args.out)
-        console.print(f"wrote {trace_path} and {pcap_path}")
+        kept += 1
+        console.print(
+            f"{saved.trace_path} kept: same bytes as this run apart from {NOISE}, so "
+            "`lab show` shows the earlier run; --force writes this run",
+            style="yellow",
+            soft_wrap=True,
+        )
+    if kept and len(traces) > 1:
+        console.print(
+            f"{len(traces) - kept} written, {kept} kept as they were (--force writes them all)"
+        )
     return 0
 
 
-def summary_row(trace: Trace) -> tuple[str, ...]:
-    """Figures for the tour's summary table, all read off the trace."""
-    up = sum(len(c.client_to_server()) for c in trace.connections)
-    down = sum(len(c.server_to_client()) for c in trace.connections)
-    requests = sum(
-        1
-        for ac in annotate(trace)
-        for a in ac.items
-        # An HTTP/1.1 request line, or the HEADERS frame that opens an HTTP/2 stream.
-        if a.segment.kind == "request-line"
-        or (a.from_client and isinstance(a.segment, HeadersFrame))
-    )
-    arrivals = data_arrivals(trace)
-    if arrivals:
-        first, last = arrivals[0][1], arrivals[-1][1]
-        times = f"{first * 1000:.1f} / {last * 1000:.1f}"
-    else:
-        times = "-"
-    return (
-        trace.name,
-        str(len(trace.connections)),
-        str(requests),
-        str(up),
-        str(down),
-        str(len(arrivals)),
-        times,
-    )
-
-
 def cmd_tour(args: argparse.Namespace) -> int:
-
-    console = _console()
-    console.rule("[bold]streamlab tour: streaming HTTP on the wire")
-    console.print(
-        "Each scenario below ran just now against a lab server on 127.0.0.1. Every row is "
-        "a byte range that really crossed the socket, with its time (ms since connect), "
-        "its direction (C→S client to server, S→C back) and what it means."
-    )
-    traces = trio.run(run_scenarios, [s.name for s in SCENARIOS])
-    table = Table(title="summary (all figures read off this run's traces)")
-    for column in (
-        "scenario", "conns", "requests", "bytes C→S", "bytes S→C",
-        "body pieces", "first / last body byte, ms",
-    ):  # fmt: skip
-        table.add_column(column, no_wrap=True)
-    for scenario, trace in zip(SCENARIOS, traces, strict=True):
-        console.rule(f"[bold]{escape(scenario.name)}")
-        console.print(escape(scenario.story), style="italic")
-        render(trace, "annotated", console)
-        table.add_row(*summary_row(trace))
-    console.rule()
-    console.print(table)
+    console = _console(args.color)
+    if args.list:
+        contents(console)
+        return 0
+    try:
+        chosen = choose(args.names)
+    except UnknownScenario as exc:
+        print(f"lab tour: {exc}", file=sys.stderr)
+        return 2
+    pause = not args.no_pause and interactive(sys.stdin, sys.stdout)
+    run_tour(console, chosen, pause=pause, report=progress)
     return 0
 
 
@@ -237,40 +213,50 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.what == "chunked":
         print(f"chunked decoding, lab vs h11, same input, best pass of {args.seconds * 2:.1f} s")
-        print(chunked_bench.table(chunked_bench.run(args.seconds)))
+        print(chunked_bench.table(chunked_bench.run(args.seconds, report=progress)))
     elif args.what == "protocols":
         print(
             f"one /tokens?n={protocol_bench.TOKENS} stream, h2load --h1 vs h2load (h2c), "
             f"best of {args.rounds} alternating rounds"
         )
-        print(protocol_bench.table(protocol_bench.run(args.rounds)))
+        print(protocol_bench.table(protocol_bench.run(args.rounds, report=progress)))
     elif args.what == "idle":
         print(f"idle {args.kind} against `lab serve` in its own process ({args.count} of them)")
-        print(idle_bench.table(idle_bench.run(args.count, args.kind)))
+        print(idle_bench.table(idle_bench.run(args.count, args.kind, report=progress)))
     elif args.what == "attacks":
         print(
             "each attack against its own `lab serve` process; bystander time to first byte "
             "during the attack, as a ratio to the same bystander just before it"
         )
-        rows = attack_bench.run(args.attack or None)
+        rows = attack_bench.run(args.attack or None, report=progress)
         print(attack_bench.markdown(rows) if args.markdown else attack_bench.table(rows))
     elif args.what == "sse":
         print(f"SSE decoding, lab vs httpx-sse, same input, {args.seconds:.1f} s per case")
-        print(sse_bench.table(sse_bench.run(args.seconds)))
+        print(sse_bench.table(sse_bench.run(args.seconds, report=progress)))
     else:
         print(
             f"one client, /tokens?n={stream_bench.TOKENS}&interval_ms=0 over HTTP/1.1, "
             f"server in its own process, best of {args.rounds} alternating rounds"
         )
-        print(stream_bench.table(stream_bench.run(args.rounds)))
+        print(stream_bench.table(stream_bench.run(args.rounds, report=progress)))
     return 0
+
+
+# -- notebooks -----------------------------------------------------------------------
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    # Imported here: the lessons need JupyterLab only when they are opened.
+    from lab.lessons import open_notebooks  # noqa: PLC0415
+
+    return open_notebooks(list(args.rest))
 
 
 # -- show ----------------------------------------------------------------------------
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    console = _console()
+    console = _console(args.color)
     trace = load(args.file)
     render(trace, args.view, console)
     return 0
@@ -304,11 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("--all", action="store_true")
     p.add_argument("--out", type=Path, default=Path("captures"))
+    p.add_argument(
+        "--force", action="store_true",
+        help=f"write every capture, even one the same as the file there but for {NOISE} "
+        "(by default that file is kept, so that golden captures do not churn)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("show", help="view a trace file")
     p.add_argument("file", type=Path)
     p.add_argument("--view", choices=VIEWS, default="annotated")
+    p.add_argument("--color", choices=COLORS, default="auto", help=COLOR_HELP)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
@@ -324,13 +316,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="attacks: the README's table")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("tour", help="every scenario in order, narrated")
+    p = sub.add_parser(
+        "tour", help="every scenario in order, narrated (or the ones named)",
+        description="Run scenarios against a lab server on 127.0.0.1 and show each one's "
+        "bytes with its story; then a summary table and what to try next. In a terminal "
+        "(stdin and stdout, outside CI) it waits for Enter between scenarios; q stops.",
+    )  # fmt: skip
+    p.add_argument(
+        "names", nargs="*", metavar="NAME",
+        help="only these: scenario names, numbers or chapters (http1, sse, http2, mcp), "
+        "as `lab tour --list` shows them; all by default",
+    )  # fmt: skip
+    p.add_argument("--list", action="store_true", help="the table of contents, and stop")
+    p.add_argument("--no-pause", action="store_true", help="never wait between scenarios")
+    p.add_argument("--color", choices=COLORS, default="auto", help=COLOR_HELP)
     p.set_defaults(func=cmd_tour)
+
+    p = sub.add_parser(
+        "notebooks", help="open the lessons in JupyterLab on 127.0.0.1", add_help=False,
+        description="Open the lessons in JupyterLab on 127.0.0.1 (lab.lessons).",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_notebooks)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    if rest and args.func is not cmd_notebooks:
+        build_parser().parse_args(argv)  # the usual error for what no command takes
+    args.rest = rest
     try:
         result: int = args.func(args)
     except BrokenPipeError:  # `lab tour | head`

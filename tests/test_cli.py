@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -44,13 +45,44 @@ def test_capture_writes_a_trace_and_a_pcapng_and_prints_the_view(tmp_path: Path)
     assert "trailer field x-token-count: 4" in out.stdout
 
 
-def test_capture_keeps_golden_files_that_only_differ_by_noise(tmp_path: Path) -> None:
-    assert lab("capture", "chunked", "--out", str(tmp_path)).returncode == 0
-    before = (tmp_path / "chunked.trace").read_bytes()
+def test_capture_keeps_golden_files_that_only_differ_by_noise_and_says_so(
+    tmp_path: Path,
+) -> None:
+    first = lab("capture", "chunked", "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert f"wrote {tmp_path}/chunked.trace and {tmp_path}/chunked.pcapng" in first.stdout
+    trace = tmp_path / "chunked.trace"
+    before = trace.read_bytes()
+    os.utime(trace, ns=(0, 0))  # so that any rewrite shows
     out = lab("capture", "chunked", "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
-    assert "same bytes as before; kept as it is" in out.stdout
-    assert (tmp_path / "chunked.trace").read_bytes() == before
+    assert (
+        f"{trace} kept: same bytes as this run apart from times, ports, dates, session ids "
+        "and read boundaries, so `lab show` shows the earlier run; --force writes this run"
+    ) in out.stdout
+    assert "wrote" not in out.stdout
+    assert trace.read_bytes() == before
+    assert trace.stat().st_mtime_ns == 0
+
+
+def test_capture_force_writes_this_run(tmp_path: Path) -> None:
+    assert lab("capture", "chunked", "--out", str(tmp_path)).returncode == 0
+    trace = tmp_path / "chunked.trace"
+    os.utime(trace, ns=(0, 0))
+    out = lab("capture", "chunked", "--force", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert f"wrote {trace} and {tmp_path}/chunked.pcapng" in out.stdout
+    assert "kept" not in out.stdout
+    assert trace.stat().st_mtime_ns != 0
+    assert load(trace).name == "chunked"
+
+
+def test_capture_of_several_counts_the_kept_ones(tmp_path: Path) -> None:
+    assert lab("capture", "chunked", "--out", str(tmp_path)).returncode == 0
+    out = lab("capture", "chunked", "fixed-length", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "1 written, 1 kept as they were (--force writes them all)" in out.stdout
+    assert out.stderr.splitlines() == ["[1/2] capture chunked", "[2/2] capture fixed-length"]
 
 
 def test_capture_refuses_an_unknown_scenario(tmp_path: Path) -> None:
@@ -74,6 +106,59 @@ def test_show_renders_each_view_of_a_golden_capture(view: str) -> None:
     assert expected in out.stdout
 
 
+GOLDEN_TRACE = Path(__file__).resolve().parent.parent / "captures" / "token-stream.trace"
+ESCAPE = "\x1b["
+
+
+def test_show_colour_always_keeps_colours_in_a_pipe_and_never_has_none() -> None:
+    always = lab("show", str(GOLDEN_TRACE), "--color", "always")
+    assert always.returncode == 0, always.stderr
+    assert re.search(r"\x1b\[[0-9;]*3\dm", always.stdout)  # a foreground colour
+    never = lab("show", str(GOLDEN_TRACE), "--color", "never")
+    assert never.returncode == 0, never.stderr
+    assert "\x1b" not in never.stdout
+    assert "chunk size 0x" in never.stdout
+    auto = lab("show", str(GOLDEN_TRACE))  # a pipe: no colour unless asked
+    assert "\x1b" not in auto.stdout
+    # The same text, but for the escape sequences.
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", always.stdout)
+    assert plain == never.stdout
+
+
+def test_show_colour_always_wins_over_no_color() -> None:
+    import subprocess as sp
+
+    env = {"COLUMNS": "160", "PATH": "/usr/bin:/bin", "NO_COLOR": "1", "TERM": "dumb"}
+    args = [sys.executable, "-m", "lab", "show", str(GOLDEN_TRACE), "--color", "always"]
+    done = sp.run(args, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"\x1b\[[0-9;]*3\dm", done.stdout)
+
+
+def test_show_and_tour_document_colour_in_their_help() -> None:
+    for command in ("show", "tour"):
+        out = lab(command, "--help")
+        assert out.returncode == 0
+        text = " ".join(out.stdout.split())  # as argparse wrapped it or not
+        assert "--color {auto,always,never}" in text
+        assert "always (also into a pipe or file, e.g. `| less -R`)" in text
+
+
+def test_notebooks_help_names_jupyterlab() -> None:
+    out = lab("notebooks", "--help")
+    assert out.returncode == 0, out.stderr
+    assert "JupyterLab" in out.stdout
+    assert "usage: lab notebooks" in out.stdout
+    listed = lab("--help")
+    assert "open the lessons in JupyterLab on 127.0.0.1" in listed.stdout
+
+
+def test_other_commands_still_refuse_unknown_options() -> None:
+    out = lab("show", str(GOLDEN_TRACE), "--bogus")
+    assert out.returncode == 2
+    assert "unrecognized arguments: --bogus" in out.stderr
+
+
 def test_tour_runs_every_scenario_and_ends_with_the_summary() -> None:
     out = lab("tour")
     assert out.returncode == 0, out.stderr
@@ -91,6 +176,10 @@ def test_bench_chunked_reports_both_decoders() -> None:
     assert out.returncode == 0, out.stderr
     assert re.search(r"16 B chunks\s+lab\s+[\d,]+\s+[\d.]+\s+[\d.]+", out.stdout)
     assert re.search(r"4096 B chunks\s+h11\s+[\d,]+", out.stdout)
+    assert out.stderr.splitlines() == [
+        "[1/2] bench chunked 16 B chunks",
+        "[2/2] bench chunked 4096 B chunks",
+    ]
 
 
 def test_bench_stream_reports_tracing_off_and_on() -> None:
@@ -98,6 +187,11 @@ def test_bench_stream_reports_tracing_off_and_on() -> None:
     assert out.returncode == 0, out.stderr
     assert re.search(r"tracing off\s+[\d,]+\s+[\d.]+", out.stdout)
     assert re.search(r"tracing on\s+[\d,]+\s+[\d.]+\s+[\d.]+", out.stdout)
+    assert out.stderr.splitlines() == [
+        "[1/3] bench stream start both servers, warm up",
+        "[2/3] bench stream round 1 of 1, tracing off",
+        "[3/3] bench stream round 1 of 1, tracing on",
+    ]
 
 
 def test_bench_idle_measures_memory_per_stream() -> None:
@@ -106,6 +200,12 @@ def test_bench_idle_measures_memory_per_stream() -> None:
     assert re.search(r"idle SSE streams open\s+50\b", out.stdout)
     assert re.search(r"RSS per idle one\s+-?[\d.]+ KiB", out.stdout)
     assert re.search(r"live 200-token stream, beside them\s+[\d.]+ ms", out.stdout)
+    steps = out.stderr.splitlines()
+    assert steps[0] == "[1/12] bench idle sse start the server, a live stream alone"
+    assert steps[1] == "[2/12] bench idle sse open idle SSE streams 1-5 of 50"
+    assert steps[10] == "[11/12] bench idle sse open idle SSE streams 46-50 of 50"
+    assert steps[11] == "[12/12] bench idle sse a live stream beside 50 idle SSE streams"
+    assert len(steps) == 12
 
 
 def test_bench_sse_reports_both_parsers() -> None:
@@ -113,6 +213,11 @@ def test_bench_sse_reports_both_parsers() -> None:
     assert out.returncode == 0, out.stderr
     assert re.search(r"token \(32 B data\)\s+lab\s+[\d,]+", out.stdout)
     assert re.search(r"httpx-sse\s+[\d,]+", out.stdout)
+    assert out.stderr.splitlines() == [
+        "[1/3] bench sse token (32 B data)",
+        "[2/3] bench sse 4 KiB data",
+        "[3/3] bench sse multi-line",
+    ]
 
 
 def test_serve_answers_writes_traces_and_stops_on_sigint(tmp_path: Path) -> None:

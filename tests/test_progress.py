@@ -1,15 +1,18 @@
 """lab.progress: a bar on a terminal, one line per step in a pipe or a CI log, on stderr;
-and the commands that use it, run as a user runs them."""
+and the commands that use it (`lab capture`), run as a user runs them."""
 
 from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from lab.progress import in_ci, progress, silent
+from lab.scenarios import SCENARIOS
+from tests.test_cli import lab
 
 
 def _console(*, terminal: bool) -> tuple[Console, io.StringIO]:
@@ -77,3 +80,12 @@ def test_silent_reports_nothing(capsys: pytest.CaptureFixture[str]) -> None:
         step("a")
         step("b")
     assert capsys.readouterr() == ("", "")
+
+
+def test_capture_all_in_a_pipe_prints_a_line_per_scenario_on_stderr(tmp_path: Path) -> None:
+    out = lab("capture", "--all", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    n = len(SCENARIOS)
+    expected = [f"[{k}/{n}] capture {s.name}" for k, s in enumerate(SCENARIOS, 1)]
+    assert [line for line in out.stderr.splitlines() if line.startswith("[")] == expected
+    assert "[1/" not in out.stdout  # stdout stays the result
