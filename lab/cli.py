@@ -19,7 +19,7 @@ from lab.apps import app as lab_app
 from lab.apps import index_text
 from lab.capture.fileformat import load
 from lab.capture.store import NOISE, save_capture
-from lab.capture.views import render
+from lab.capture.views import CLOCKS, render
 from lab.progress import progress
 from lab.scenarios import SCENARIOS, get
 from lab.server import Limits, serve_tcp
@@ -258,7 +258,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     console = _console(args.color)
     trace = load(args.file)
-    render(trace, args.view, console)
+    render(trace, args.view, console, clock=args.clock)
     return 0
 
 
@@ -300,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="view a trace file")
     p.add_argument("file", type=Path)
     p.add_argument("--view", choices=VIEWS, default="annotated")
+    p.add_argument(
+        "--clock", choices=CLOCKS, default="trace",
+        help="times since the trace's first record (trace) or each connection's start",
+    )  # fmt: skip
     p.add_argument("--color", choices=COLORS, default="auto", help=COLOR_HELP)
     p.set_defaults(func=cmd_show)
 

@@ -164,3 +164,17 @@ def test_lab_show_prints_the_trace_clock_by_default(reconnect: Trace) -> None:
     connect = next(line for line in second.splitlines() if "connect: TCP connection" in line)
     assert connect.split()[0] == ms(second_start - origin)
     assert float(connect.split()[0]) > float(ms(first_end - origin))
+
+
+def test_lab_show_clock_connection_counts_each_connection_from_zero() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "lab", "show", str(CAPTURES / "sse-reconnect.trace"),
+         "--view", "sequence", "--clock", "connection"],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    second = section(out.stdout, 1)
+    connect = next(line for line in second.splitlines() if "connect: TCP connection" in line)
+    assert float(connect.split()[0]) == 0
+    assert "times are ms since this connection's start" in second
