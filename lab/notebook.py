@@ -229,8 +229,11 @@ def run(async_fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) 
     return trio.run(bounded)
 
 
-def show(trace: Trace, view: str = "annotated", *, width: int | None = None) -> None:
-    """Show ``trace`` in one of :data:`lab.capture.views.VIEWS` in the cell's output.
+def show(
+    trace: Trace, view: str = "annotated", *, width: int | None = None, clock: str = "trace"
+) -> None:
+    """Show ``trace`` in one of :data:`lab.capture.views.VIEWS` in the cell's output, its
+    times on one of :data:`lab.capture.views.CLOCKS`.
 
     Outside Jupyter the view is printed to the terminal. In Jupyter it becomes one output
     holding coloured HTML for the reader and the same view as plain text, without colour
@@ -238,16 +241,16 @@ def show(trace: Trace, view: str = "annotated", *, width: int | None = None) -> 
     """
     console = Console(highlight=False, width=width)
     if not console.is_jupyter:
-        render(trace, view, console)
+        render(trace, view, console, clock=clock)
         return
     # Only ever needed inside a kernel (IPython is there); its display() has no annotations.
     from IPython.display import display  # noqa: PLC0415
 
     # Jupyter's default width unless one was given.
-    display(_bundle(trace, view, console.width), raw=True)  # type: ignore[no-untyped-call]
+    display(_bundle(trace, view, console.width, clock), raw=True)  # type: ignore[no-untyped-call]
 
 
-def _bundle(trace: Trace, view: str, width: int) -> dict[str, str]:
+def _bundle(trace: Trace, view: str, width: int, clock: str = "trace") -> dict[str, str]:
     """The MIME bundle :func:`show` displays: the view ``width`` columns wide as coloured
     ``text/html`` (what a front end renders) and as ``text/plain`` (the same text)."""
     recorder = Console(
@@ -259,7 +262,7 @@ def _bundle(trace: Trace, view: str, width: int) -> dict[str, str]:
         force_jupyter=False,  # it only records; the bundle is the one output
         color_system="truecolor",
     )
-    render(trace, view, recorder)
+    render(trace, view, recorder, clock=clock)
     # Both exports read the one recording: rich's export_* empty the record buffer unless
     # told clear=False, and a second export of an emptied buffer is an empty <pre>.
     return {

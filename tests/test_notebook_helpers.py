@@ -167,3 +167,16 @@ def test_show_in_jupyter_displays_the_bundle(monkeypatch: pytest.MonkeyPatch) ->
     bundle, kwargs = shown[0]
     assert kwargs == {"raw": True}
     assert bundle == _bundle(exchange.trace, "sequence", JUPYTER_DEFAULT_COLUMNS)
+
+
+def test_show_passes_the_clock_to_the_view() -> None:
+    # A trace of two connections, shown on each clock: the view says which it is on.
+    srv = start_server("clock")
+    first = run(fetch, srv.host, srv.port, "GET", "/tokens?n=2&interval_ms=0", name="a")
+    second = run(fetch, srv.host, srv.port, "GET", "/tokens?n=2&interval_ms=0", name="b")
+    both = first.trace
+    both.connections.extend(second.trace.connections)
+    on_trace = _bundle(both, "sequence", 160)["text/plain"]
+    on_own = _bundle(both, "sequence", 160, "connection")["text/plain"]
+    assert "times are ms since this connection's start" in on_own
+    assert on_trace != on_own
