@@ -140,9 +140,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("lab.cli",),
     ("lab.__main__",),
 )
-# The one import upward: a server serves the lab's own endpoints unless given an app
-# (serve_tcp's default), which scenarios, notebooks and `lab serve` rely on.
-UPWARD_ALLOWED = frozenset({("lab.server.listener", "lab.apps")})
 
 
 def _layer(module: str) -> tuple[int, str]:
@@ -159,8 +156,7 @@ def test_layers_import_top_down() -> None:
         for a, edges in _graph().items()
         if a != "lab"
         for b, line in edges.items()
-        if (a, b) not in UPWARD_ALLOWED
-        and ((la := _layer(a))[0] < (lb := _layer(b))[0] or (la[0] == lb[0] and la[1] != lb[1]))
+        if ((la := _layer(a))[0] < (lb := _layer(b))[0] or (la[0] == lb[0] and la[1] != lb[1]))
     ]
     assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
 
