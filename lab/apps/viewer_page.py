@@ -17,7 +17,8 @@ stream, RFC 9113 §4 and §6).
   the viewer's own requests) is listed under the header.
 
 For tests and notebooks the page keeps plain data in ``window.labViewer`` (whether the
-feed is open, how many ``hello`` snapshots and events it applied) and marks the DOM with
+feed is open, how many ``hello`` snapshots and events it applied, how many it holds while
+paused, the id of the last event received) and marks the DOM with
 ``data-`` attributes: ``section.conn[data-n][data-target][data-protocol]``, one
 ``div.row[data-i][data-kind][data-dir]`` per record, one
 ``li.seg[data-kind][data-sid][data-type][data-flags]`` per segment, and per response a
@@ -57,6 +58,7 @@ section.conn h2 { font-size: 1em; margin: .6em 0 .2em; }
 section.conn .notes { color: #735; margin: 0 0 .4em; font-size: .9em; }
 .cols { display: grid; grid-template-columns: minmax(14em, 1fr) 2.4fr; gap: 1em; }
 .cols h3 { font-size: .9em; margin: .3em 0; color: #555; }
+.user { position: sticky; top: 0; align-self: start; max-height: 100vh; overflow-y: auto; }
 .stream { border: 1px solid #ddd; border-radius: 4px; margin-bottom: .6em; padding: .3em .5em; }
 .stream .req { font-family: monospace; color: #444; }
 .stream[data-done="1"] .req::after { content: "  (done)"; color: #070; }
@@ -93,7 +95,7 @@ const MAX_TEXT = 65536;  // characters of one response's text kept on the page
 const TYPES = ["hello", "conn", "row", "limit", "close", "dropped", "gone"];
 
 const lab = window.labViewer = {open: false, hellos: 0, applied: 0, queued: 0, missed: 0,
-                                paused: false, limits: null};
+                                paused: false, limits: null, lastId: ""};
 const conns = new Map();  // connection number -> its DOM and state
 let queue = [];
 let source = null;
@@ -121,7 +123,10 @@ function connect() {
     setStatus(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
   });
   for (const type of TYPES) {
-    source.addEventListener(type, (e) => receive(type, JSON.parse(e.data)));
+    source.addEventListener(type, (e) => {
+      lab.lastId = e.lastEventId;
+      receive(type, JSON.parse(e.data));
+    });
   }
 }
 

@@ -320,6 +320,10 @@ class LiveFeed:
         """Connection ``number`` if it is kept."""
         return self._kept.get(number) or self._pending.get(number)
 
+    def connections(self) -> list[LiveConnection]:
+        """Every connection kept, oldest first."""
+        return sorted([*self._kept.values(), *self._pending.values()], key=lambda c: c.number)
+
     def _classify(self, live: LiveConnection) -> None:
         live.classified = True
         self._pending.pop(live.number, None)

@@ -22,6 +22,7 @@ import trio
 
 from lab.apps.tokens import DONE, tokens_for
 from lab.capture import annotate, load
+from lab.notebook import ServerHandle
 from lab.wire.chunked import ChunkData
 from lab.wire.h2frames import DataFrame
 from tests.interop.browser import WAIT_MS, launch_chromium, open_page
@@ -126,3 +127,51 @@ def test_the_page_shows_a_token_stream_while_it_runs(
             if isinstance(seg, ChunkData | DataFrame)
         )
         assert carried == body.encode()
+
+
+def _published(handle: ServerHandle, target: str) -> tuple[str, int]:
+    """Once the feed has published the close of the connection that asked for ``target``:
+    the id of its newest event, and how many records that connection kept."""
+
+    async def wait() -> tuple[str, int]:
+        feed = handle.server.feed
+        assert feed is not None
+        with trio.fail_after(CLIENT_TIMEOUT):
+            while True:
+                done = [c for c in feed.connections() if c.target == target and c.close_told]
+                if done:
+                    return f"{feed.epoch}-{feed.last_seq}", len(done[0].conn.records)
+                await feed.wait_beyond(feed.last_seq)
+
+    return handle.call_async(wait)
+
+
+def test_pause_holds_the_feed_and_step_shows_one_record_at_a_time(browser: Browser) -> None:
+    target = "/tokens?n=3&interval_ms=0"
+    section = f'section.conn[data-target="{target}"]'
+    with server_in_thread(viewer=True) as handle, open_page(browser) as page:
+        page.goto(f"{handle.url}/lab/")
+        page.wait_for_function("window.labViewer.open && window.labViewer.hellos > 0")
+        page.click("#pause")
+        response = httpx.get(handle.url + target, timeout=CLIENT_TIMEOUT)
+        assert response.status_code == 200
+        last_id, records = _published(handle, target)
+        page.wait_for_function(f"window.labViewer.lastId === {last_id!r}")
+        # Everything about the stream has arrived, and none of it is shown.
+        assert page.locator("section.conn").count() == 0
+        held = page.evaluate("window.labViewer.queued")
+        assert held >= records + 2  # its conn event, one row per record, its close
+        rows = page.locator(f'{section} div.row:not([data-kind="end"])')
+        page.click("#step")
+        assert rows.count() == 1
+        assert (
+            page.locator(f'{section} div.row[data-i="0"]').get_attribute("data-kind") == "connect"
+        )
+        page.click("#step")
+        assert rows.count() == 2
+        assert page.locator(f'{section} div.row[data-i="1"]').get_attribute("data-dir") == "c2s"
+        page.click("#pause")  # resume: the rest at once
+        assert rows.count() == records
+        assert page.evaluate("window.labViewer.queued") == 0
+        shown = page.locator(f'{section} div.stream[data-sid="1"] pre.text').text_content()
+        assert shown == response.text
