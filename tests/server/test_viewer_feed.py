@@ -10,12 +10,11 @@ import trio
 
 from lab.apps import AbortResponse, make_request
 from lab.apps import app as lab_app
-from lab.apps.sse import CLIENT_QUEUE_SIZE
 from lab.apps.tokens import DONE, tokens_for
-from lab.apps.viewer import viewer
+from lab.apps.viewer import QUEUE_BATCHES, viewer
 from lab.capture import load
 from lab.capture.fileformat import loads
-from lab.capture.live import CONNECTION_COST, FeedLimits, LiveFeed
+from lab.capture.live import CONNECTION_COST, SINCE_BATCH, FeedLimits, LiveFeed
 from lab.capture.records import CLOSE, CONNECT, RECV, SEND, Record
 from lab.server import Limits, Server
 from lab.server.interface import Headers
@@ -334,8 +333,8 @@ def test_a_viewer_that_never_reads_is_cut_off_not_buffered_for() -> None:
             live.add(Record(0.0, RECV, b"GET /tokens HTTP/1.1\r\nhost: lab\r\n\r\n"))
             live.request("GET", "/tokens")
             live.add(Record(0.0, SEND, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"))
-            # Far more rows than one viewer's queue holds.
-            for k in range(4 * CLIENT_QUEUE_SIZE):
+            # Far more rows than one viewer's queue holds, however they are batched.
+            for k in range((QUEUE_BATCHES + 4) * SINCE_BATCH):
                 live.add(Record(0.001 * k, SEND, b"5\r\ntoken\r\n"))
             request = make_request("GET", "/lab/events", [], b"", "http/1.1", feed=feed)
             with trio.fail_after(60), pytest.raises(AbortResponse, match="client too slow"):
