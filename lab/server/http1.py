@@ -333,6 +333,11 @@ class _H1Connection:
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             with contextlib.suppress(h11.LocalProtocolError):
                 await send_text(_H1Response(self, close=True), status, message, headers)
+                # A request the handler never saw gets its log line here.
+                log.info(
+                    "connection %d http/1.1 (request refused) -> %d: %s",
+                    self.state.number, status, message.strip()[:_LOGGED_TARGET],
+                )  # fmt: skip
         await linger(self.stream, self.limits)
 
     # -- the connection --------------------------------------------------------------

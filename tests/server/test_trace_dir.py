@@ -17,9 +17,9 @@ from lab.apps import app as lab_app
 from lab.apps.tokens import DONE, tokens_for
 from lab.capture import load
 from lab.capture.names import TARGET_CHARS, claim_stem, connection_stem
-from lab.server import Server
+from lab.server import Limits, Server
 from tests.server.h2client import H2Client
-from tests.server.helpers import WAIT, H11Client, run
+from tests.server.helpers import WAIT, H11Client, read_all, run
 
 # pcapng's Section Header Block type: every pcapng file starts with it.
 PCAPNG_MAGIC = bytes.fromhex("0a0d0d0a")
@@ -186,3 +186,26 @@ def test_a_response_cut_short_says_so(caplog: pytest.LogCaptureFixture) -> None:
         r"in \d+\.\d{3} s \(cut short\)",
         line,
     ), line
+
+
+def test_a_refused_request_logs_its_status_and_why(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="lab.server")
+    limits = Limits(max_head_size=1024)
+
+    async def main() -> bytes:
+        server = Server(lab_app, limits=limits)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await stream.send_all(
+                b"GET / HTTP/1.1\r\nhost: lab\r\nx-big: " + b"a" * 2000 + b"\r\n\r\n"
+            )
+            reply = await read_all(stream)
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+        return reply
+
+    reply = run(main)
+    assert reply.startswith(b"HTTP/1.1 431 ")
+    (line,) = _lines(caplog)
+    assert re.fullmatch(r"connection 1 http/1\.1 \(request refused\) -> 431: .*limit is 1024", line)
