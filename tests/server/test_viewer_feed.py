@@ -3,6 +3,8 @@ decoded as Server-Sent Events, and the downloads under ``/lab/connections/``."""
 
 from __future__ import annotations
 
+import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -347,3 +349,34 @@ def test_a_viewer_that_never_reads_is_cut_off_not_buffered_for() -> None:
 
     run(main, autojump=True)
     assert response.started == 200
+
+
+def test_a_viewer_that_leaves_mid_stream_disturbs_no_one() -> None:
+    gate = trio.Event()
+
+    async def main() -> None:
+        async with viewer_server(held_tokens(gate)) as server:
+            leaving = await FeedReader.open(server)
+            staying = await FeedReader.open(server)
+            await leaving.next()
+            await staying.next()
+            client = await H11Client.connect(server)
+            await client.get("/tokens?n=3&interval_ms=0")
+            await leaving.until(lambda e: e.type == "row" and data(e)["text"])
+            # The viewer goes away with a reset, in the middle of the stream it watches.
+            sock = leaving.client.stream.socket
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await leaving.client.stream.aclose()
+            gate.set()
+            _, parts, _ = await client.response()
+            events = await staying.until(lambda e: e.type == "row" and data(e)["done"])
+            with trio.fail_after(WAIT):
+                await server.wait_connections(2)  # the staying viewer and the client
+            assert server.feed is not None
+            assert server.feed.clients == 1
+        body = b"".join(p.data for p in parts).decode()
+        assert body == "".join(tokens_for("hello", 3)) + f"\n{DONE}\n"
+        shown = "".join(t for e in events if e.type == "row" for _, t in data(e)["text"])
+        assert shown == body
+
+    run(main)
