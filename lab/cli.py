@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -74,6 +75,7 @@ async def _serve(args: argparse.Namespace, console: Console) -> None:
                 trace_dir=args.trace_dir,
                 tls=tls,
                 limits=args.limits,
+                viewer=args.viewer,
                 task_status=task_status,
             )
         )
@@ -91,7 +93,9 @@ async def _serve(args: argparse.Namespace, console: Console) -> None:
             console.print(f"try: curl --cacert {args.ca_out} {server.url}/tokens")
         if args.trace_dir is not None:
             above = " (taken above TLS: decrypted bytes)" if tls is not None else ""
-            console.print(f"one trace per connection in {args.trace_dir}/{above}")
+            console.print(f"one .trace and .pcapng per connection in {args.trace_dir}/{above}")
+        if args.viewer:
+            console.print(f"live wire viewer: {server.url}/lab/")
         console.print(escape(index_text()))
         console.print("Ctrl-C stops the server.")
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -107,8 +111,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"lab serve: {exc}", file=sys.stderr)
         return 2
+    _log_to_stderr()
     trio.run(_serve, args, _console())
     return 0
+
+
+def _log_to_stderr() -> None:
+    """The lab's log on stderr, with the time: one line per request (logger lab.server)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    lab_log = logging.getLogger("lab")
+    lab_log.addHandler(handler)
+    lab_log.setLevel(logging.INFO)
 
 
 def parse_limits(items: list[str]) -> Limits:
@@ -275,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--trace-dir", type=Path, default=None, help="one trace per connection")
+    p.add_argument(
+        "--no-viewer", dest="viewer", action="store_false",
+        help="no live wire viewer at /lab/ (it keeps the newest connections, within limits)",
+    )  # fmt: skip
     p.add_argument("--tls", action="store_true", help="TLS with ALPN h2/http1.1, new certificate")
     p.add_argument("--ca-out", type=Path, default=Path("lab-ca.pem"), help="with --tls: CA file")
     p.add_argument(

@@ -264,3 +264,40 @@ def test_serve_names_a_bad_limit_and_the_known_ones() -> None:
         assert done.returncode == 2
         assert says in done.stderr
         assert done.stderr.startswith(f"lab serve: --limit '{bad}'")
+
+
+def test_serve_logs_each_request_and_serves_the_live_viewer(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "lab", "serve", "--port", "0", "--trace-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            match = re.search(r"http://127\.0\.0\.1:(\d+)", proc.stdout.readline())
+            assert match
+            url = match.group(0)
+            printed = [proc.stdout.readline() for _ in range(3)]
+            assert f"live wire viewer: {url}/lab/\n" in printed, printed
+            tokens = httpx.get(f"{url}/tokens?n=3&interval_ms=0", timeout=10)
+            page = httpx.get(f"{url}/lab/", timeout=10)
+            assert page.status_code == 200
+            assert "EventSource" in page.text
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.stderr is not None
+        log = proc.stderr.read()
+    assert re.search(
+        r"^\d\d:\d\d:\d\d connection 1 http/1\.1 GET /tokens\?n=3&interval_ms=0 -> 200, "
+        rf"{len(tokens.content)} body bytes in \d+\.\d{{3}} s$",
+        log, re.MULTILINE,
+    ), log  # fmt: skip
+    viewer_line = r"^\d\d:\d\d:\d\d connection 2 http/1\.1 GET /lab/ -> 200, "
+    assert re.search(viewer_line, log, re.MULTILINE), log
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert [n.split("-c", 1)[1] for n in names] == [
+        "00001-GET-tokens-n-3-interval_ms-0.pcapng", "00001-GET-tokens-n-3-interval_ms-0.trace",
+        "00002-GET-lab.pcapng", "00002-GET-lab.trace",
+    ]  # fmt: skip
