@@ -33,6 +33,10 @@ SYSTEM_TOOLS = {
     "chromium": "chromium",
     "nghttp": "nghttp2-client",
     "h2load": "nghttp2-client",
+    # The reverse proxies `lab proxy` runs (bookworm's nginx package holds the binary;
+    # nginx-light only adds a module to it).
+    "nginx": "nginx",
+    "haproxy": "haproxy",
 }
 
 

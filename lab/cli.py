@@ -1,4 +1,4 @@
-"""``python -m lab`` / ``lab``: serve, scenarios, capture, show, tour, bench, notebooks."""
+"""``python -m lab`` / ``lab``: serve, scenarios, capture, show, tour, bench, proxy, notebooks."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from lab.capture.fileformat import load
 from lab.capture.store import NOISE, save_capture
 from lab.capture.views import CLOCKS, render
 from lab.progress import progress
+from lab.proxy import command as proxy_command
 from lab.scenarios import SCENARIOS, get
 from lab.server import Limits, serve_tcp
 from lab.server.tls import make_tls
@@ -256,6 +257,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- proxy ---------------------------------------------------------------------------
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    return proxy_command.run(args, _console(), progress)
+
+
 # -- notebooks -----------------------------------------------------------------------
 
 
@@ -353,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pause", action="store_true", help="never wait between scenarios")
     p.add_argument("--color", choices=COLORS, default="auto", help=COLOR_HELP)
     p.set_defaults(func=cmd_tour)
+
+    p = sub.add_parser(
+        "proxy", help="nginx and HAProxy in front of the lab: both legs recorded, verdicts",
+        description="Run a real reverse proxy (Debian's nginx, HAProxy) in front of a lab "
+        "server with a generated configuration, record the client and upstream legs on "
+        "one clock, and measure what the proxy did to the stream (lab.proxy).",
+    )  # fmt: skip
+    proxy_command.add_arguments(p)
+    p.set_defaults(func=cmd_proxy)
 
     p = sub.add_parser(
         "notebooks", help="open the lessons in JupyterLab on 127.0.0.1", add_help=False,

@@ -135,7 +135,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("lab.server", "lab.client"),
     ("lab.apps",),
     ("lab.attacks",),
-    ("lab.bench", "lab.scenarios"),
+    ("lab.bench", "lab.scenarios", "lab.proxy"),
     ("lab.notebook", "lab.lessons", "lab.tour"),
     ("lab.cli",),
     ("lab.__main__",),
