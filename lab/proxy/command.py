@@ -77,7 +77,8 @@ def _list(console: Console) -> None:
         console.print(f"[bold]{experiment.name}[/bold]: {escape(experiment.title)}")
         for config in experiment.configurations:
             probes = ", ".join(p.label for p in config.probes)
-            console.print(f"  {config.name:<30} {escape(config.summary)} [{probes}]")
+            line = f"  {config.name:<30} {config.summary} [{probes}]"
+            console.print(escape(line), soft_wrap=True)
 
 
 def _claims_table(runs: list[Run]) -> Table:

@@ -13,6 +13,8 @@ directory, whatever happened inside, including a proxy that never started:
 - the binary is looked up on ``PATH`` plus ``/usr/sbin`` and ``/sbin`` (where Debian
   installs both, and which a non-root ``PATH`` lacks); a missing one raises
   :class:`MissingProxy` naming the Debian package that has it;
+- the proxy has started when it holds a socket listening on its port (read from
+  /proc, so another process on that port cannot pass for it);
 - a proxy that exits before listening (a bad directive, say) raises
   :class:`ProxyStartError` carrying the proxy's own message (nginx's ``[emerg]`` line,
   HAProxy's ``[ALERT]`` lines);
@@ -75,6 +77,8 @@ START_ATTEMPTS: Final = 3
 # How long SIGTERM may take before the process group is killed: both proxies stop in
 # milliseconds when nothing is in flight, and close what is in flight at once.
 STOP_TIMEOUT: Final = 5.0
+# The state of a listening socket in /proc/net/tcp (TCP_LISTEN in the kernel's tcp_states.h).
+_TCP_LISTEN: Final = "0A"
 # The proxy's own messages kept in an error: its last lines (a config error is one line).
 MESSAGE_LINES: Final = 20
 
@@ -180,13 +184,34 @@ def _messages(directory: Path) -> str:
     return "\n".join(lines[-MESSAGE_LINES:])
 
 
-async def _listening(port: int) -> bool:
-    try:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-    except OSError:
+def _listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on 127.0.0.1:``port``, from the kernel's table."""
+    wanted = f"0100007F:{port:04X}"  # /proc/net/tcp: little-endian address, hex port
+    found = set()
+    with open("/proc/net/tcp") as table:
+        next(table)  # the column names
+        for line in table:
+            fields = line.split()
+            if fields[1] == wanted and fields[3] == _TCP_LISTEN:
+                found.add(fields[9])
+    return found
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on 127.0.0.1:``port``.
+
+    A connection to the port would not tell: it succeeds whoever listens there, so a
+    proxy that lost the port to another process would seem to have started. (Linux's
+    /proc; the lab's proxies are Debian's.)"""
+    inodes = _listening_inodes(port)
+    if not inodes:
         return False
-    await stream.aclose()
-    return True
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        links = [os.readlink(fd_dir / fd) for fd in os.listdir(fd_dir)]
+    except OSError:  # the process is gone, or went away while being looked at
+        return False
+    return any(link == f"socket:[{inode}]" for link in links for inode in inodes)
 
 
 async def _stop(process: trio.Process) -> None:
@@ -223,7 +248,7 @@ async def _start(
         while True:
             if process.poll() is not None:
                 return process, _messages(directory)
-            if await _listening(port):
+            if _listens(process.pid, port):
                 return process, ""
             await trio.sleep(START_POLL)
     return process, f"did not listen on 127.0.0.1:{port} within {START_TIMEOUT} s"
