@@ -93,13 +93,16 @@ the same messages and the same close code, or both accept. Each row has a test.
                                                                     control frame: decoded
 3    text fragment ending ``ED A0-BF``  accepted until the next     refused at once, 1007
                                         fragment's first octet
-4    input ending inside a text frame   refused, 1007, if the       input ended inside a
-     whose octets so far are not UTF-8  octets so far are invalid   frame, 1006
+4    input ending inside a frame        header: waits for all of    header: refused at the
+                                        it, then checks it          first bad octet, 1002;
+                                        text: checks the octets     text: waits for the whole
+                                        so far, 1007                frame; ended, 1006
 5    message over ``max_message_size``  accepted (no limit)         refused, 1009
 ===  =================================  ==========================  =========================
 
 1. **1014** is registered with IANA (Bad Gateway), in the registry §11.7 set up, beside
-   1012 and 1013, which wsproto accepts; wsproto's list of codes stops at 1013.
+   1012 and 1013; wsproto knows those two and refuses 1014 as an unknown code of the
+   range §7.4.2 reserves.
 2. **After Close**: wsproto's frame reader stops at the Close frame. §5.5.1 forbids data
    frames after it, so a viewer should say so; a Ping or Pong after it breaks no rule and
    is shown, marked as discarded by the receiver (§1.4).
@@ -108,9 +111,11 @@ the same messages and the same close code, or both accept. Each row has a test.
    third octet makes it valid (U+D800-U+DFFF are not scalar values, RFC 3629 §3). So a
    Ping between that fragment and the next is delivered by wsproto before it fails, and
    not here.
-4. **Atomic frames**: wsproto passes a data frame's payload on as it arrives; here a
-   frame is decoded once it is whole, so the check of a truncated frame's payload never
-   happens. The close code differs only when the input ends.
+4. **When each part is checked**: wsproto checks a header once all of it is in (RSV bits
+   and the MASK bit only after the extended length), and passes a data frame's payload
+   on as it arrives; here the header is checked octet by octet, and a frame's payload
+   once the frame is whole (frames are atomic). On whole frames both reach the same
+   verdict; only input that ends inside a frame tells them apart.
 5. **A limit**: RFC 6455 lets a frame announce 2^63-1 octets and leaves limits to the
    implementation (§10.4). wsproto has none; this decoder refuses a frame from its header
    alone once its message would pass :data:`MAX_MESSAGE_SIZE`.

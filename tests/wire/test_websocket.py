@@ -205,6 +205,8 @@ def test_rfc_examples_decode() -> None:
     frags = bytes([0x01, 0x03, 0x48, 0x65, 0x6C, 0x80, 0x02, 0x6C, 0x6F])
     first, last = run(frags, "client").frames
     assert (first.fin, first.fragment, first.message) == (False, 1, None)
+    assert "first fragment of a text message: 'Hel'" in first.note()
+    assert "fragment 2, the last, of a text message" in last.note()
     assert (last.opcode, last.fragment, last.message) == (0, 2, Message("text", "Hello"))
     # Unmasked Ping, masked Pong, both with "Hello".
     (ping,) = run(bytes([0x89, 0x05]) + HELLO, "client").frames
@@ -264,6 +266,8 @@ def test_fields_name_every_part_of_a_masked_frame() -> None:
         (2, 6, 0xFF),
         (6, 11, 0xFF),
     ]
+    assert fields[3].text.startswith("MASK 1")
+    assert fields_of(frame(1, HELLO), "client")[3].text.startswith("MASK 0")
     opcode, key, payload = fields[2], fields[5], fields[6]
     assert "TEXT" in opcode.text
     assert "0x1" in opcode.text
@@ -290,6 +294,7 @@ def test_the_payload_field_is_masked_on_the_wire_and_unmasked_in_the_unit() -> N
 )
 def test_the_payload_length_in_its_three_forms(size: int, octets: int) -> None:
     data = frame(2, bytes(size))
+    assert ws.encode_frame(2, bytes(size)) == data  # the encoder picks the minimal form
     out = lab_outcome(data, "client")
     (f,) = out.frames
     assert (f.length, f.length_octets, f.header_size) == (size, octets, 2 + octets)
@@ -368,6 +373,19 @@ def test_a_character_may_be_split_across_fragments_anywhere(char: str) -> None:
         out = run(data)
         assert out.status == "ok", (i, out.message)
         assert out.messages[-1] == Message("text", "a" + char + "b")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"\xed\xa0\x80", b"\xe0\x80\x80", b"\xf0\x80\x80\x80", b"\xf4\x90\x80\x80", b"\xc2\x41"],
+)
+def test_the_second_octet_of_a_character_is_checked_across_fragments(bad: bytes) -> None:
+    """A lead octet at the end of one fragment limits what the next may start with: no
+    surrogates, no overlong forms, nothing past U+10FFFF (RFC 3629 §4)."""
+    data = frame(1, b"ab" + bad[:1], fin=False) + frame(9) + frame(0, bad[1:])
+    out = run(data, "client")
+    assert (out.code, out.offset) == (1007, 5 + 2 + 2), out.message
+    assert [m.type for m in out.messages] == ["ping"]
 
 
 def test_parse_gives_every_message_in_order() -> None:
@@ -1037,6 +1055,18 @@ def test_difference_1_close_code_1014() -> None:
         same = frame(8, struct.pack("!H", code))
         assert wsproto_outcome(same, "client").code is None
         assert documented_difference(same, "client") is None
+
+
+def test_every_close_code_against_wsproto() -> None:
+    """All 2^16 codes: both accept or both refuse, 1014 (difference 1) alone apart."""
+    apart = []
+    for code in range(1 << 16):
+        data = frame(8, struct.pack("!H", code) + b"r")
+        ours = lab_outcome(data, "client", fields=False).code
+        theirs = wsproto_outcome(data, "client").code
+        if ours != theirs:
+            apart.append((code, ours, theirs))
+    assert apart == [(1014, None, 1002)]
 
 
 def test_difference_2_after_close() -> None:

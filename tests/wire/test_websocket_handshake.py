@@ -159,6 +159,11 @@ def test_a_good_response_has_no_problems() -> None:
         (101, replace(good_response(), "Sec-WebSocket-Accept", None), "0 Sec-WebSocket-Accept"),
         (
             101,
+            [*good_response(), ("Sec-WebSocket-Accept", RFC_ACCEPT)],
+            "2 Sec-WebSocket-Accept fields: exactly one",
+        ),
+        (
+            101,
             replace(good_response(), "Sec-WebSocket-Accept", ws.accept_key(ws.make_key())),
             "is not 's3pPLMBiTxaQ9kYGzzhZRbK+xOo='",
         ),
