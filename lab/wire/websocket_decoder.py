@@ -238,7 +238,8 @@ class WebSocketDecoder:
 
     @property
     def buffered(self) -> int:
-        """How many bytes of an incomplete frame are held."""
+        """How many bytes of an incomplete frame are held: at most MAX_HEADER_SIZE plus
+        ``max_message_size``."""
         return len(self._buf)
 
     @property
