@@ -110,6 +110,17 @@ EXPECTED_OUTPUT: Final = {
         "the tool's output is the same under both revisions: True",
         "then ping with the same id: 404 Not Found",
     ],
+    "09_what_a_proxy_does_to_your_stream": [
+        "proxies: nginx/",  # the real proxies' versions: they ran
+        "tapped at the relay): POST /chat HTTP/1.0",  # nginx's default upstream request
+        "claim: nginx with proxy_pass alone holds a token stream until it has ended",
+        "  -> verdict: ",
+        "NOT complete: no end of the body",  # the quiet stream cut by proxy_read_timeout
+        "['last-event-id: 1']",  # the EventSource resuming after the cut
+        "[doubled]",  # the course-notes block's second Content-Type
+        "claims checked in this run",
+        "every content type streamed, one token per read: ",
+    ],
 }
 
 # Text of the lab's views (lab.notebook.show) that the HTML page nbconvert makes of the run

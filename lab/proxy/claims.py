@@ -129,12 +129,7 @@ def _http11(rows: _Rows) -> Claim | None:
     if found is None:
         return None
     off_10, on_11 = found
-    if _streams(off_10) and _streams(on_11):
-        verdict = "refuted (it is one way, not the only one)"
-    elif _streams(off_10):
-        verdict = "refuted"
-    else:
-        verdict = "confirmed"
+    verdict = "refuted" if _streams(off_10) else "confirmed"
     return Claim(
         "nginx needs proxy_http_version 1.1 to stream",
         verdict,
@@ -201,16 +196,8 @@ def _abort_text(row: Row) -> str:
     return f"{row.configuration} {row.client_protocol}: no, {row.tokens_after_abort} more tokens"
 
 
-_IGNORE: Final = "proxy_ignore_client_abort on"
-
-
-def _depends(found: Sequence[Row], values: dict[bool, set[bool]], on: str) -> str:
-    if all(r.abort_reached_upstream for r in found):
-        return "confirmed"
-    if not any(r.abort_reached_upstream for r in found):
-        return "refuted"
-    split = len(values[True]) == 1 and len(values[False]) == 1
-    return f"depends on {on}" if split else f"depends on {on} and more"
+def _settings(row: Row) -> str:
+    return "; ".join(row.settings) or "defaults"
 
 
 def _abort(rows: _Rows) -> Claim | None:
@@ -221,12 +208,19 @@ def _abort(rows: _Rows) -> Claim | None:
     found = [r for c in configs for p in ("abort-h1", "abort-h2") if (r := rows.get(c, p))]
     if not found:
         return None
-    by_ignore: dict[bool, set[bool]] = {True: set(), False: set()}
-    for r in found:
-        by_ignore[_IGNORE in r.settings].add(bool(r.abort_reached_upstream))
+    missed = {_settings(r) for r in found if not r.abort_reached_upstream}
+    reached = {_settings(r) for r in found if r.abort_reached_upstream}
+    if not missed:
+        verdict = "confirmed"
+    elif not reached:
+        verdict = "refuted"
+    elif missed & reached:
+        verdict = "depends on the settings and on the client's protocol"
+    else:
+        verdict = f"depends on the settings: not with {' | '.join(sorted(missed))}"
     return Claim(
         "when the client goes away, nginx stops the upstream's work",
-        _depends(found, by_ignore, "proxy_ignore_client_abort and proxy_buffering"),
+        verdict,
         "; ".join(_abort_text(r) for r in found),
     )
 
@@ -265,11 +259,21 @@ def _h2_frames(rows: _Rows) -> Claim | None:
     if row is None:
         return None
     data = [n for n in row.client_frames if n]  # the empty END_STREAM frame aside
-    same = data == [n for n in row.upstream_frames if n]
+    chunks = [n for n in row.upstream_frames if n]
+    if data == chunks:
+        verdict = "confirmed"
+    elif data == row.upstream_writes:
+        verdict = (
+            "depends on the upstream's timing: one DATA frame per read from the upstream, "
+            "so chunks that arrive together share a frame"
+        )
+    else:
+        verdict = "refuted"
     return Claim(
-        "nginx turns each upstream chunk into one HTTP/2 DATA frame",
-        "confirmed" if same else "refuted",
-        f"upstream chunks {row.upstream_frames} B; DATA frames to the client {row.client_frames} B",
+        "behind HTTP/2, each upstream chunk becomes one DATA frame",
+        verdict,
+        f"upstream chunks {chunks} B, as the upstream's writes {row.upstream_writes} B; "
+        f"DATA frames to the client {row.client_frames} B",
     )
 
 

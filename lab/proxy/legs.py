@@ -141,6 +141,15 @@ class Leg:
             None,
         )
 
+    def piece_sizes(self) -> list[int]:
+        """The decoded body bytes each body-carrying record added: the client's reads, or
+        the upstream's writes as the relay handed them on."""
+        out, before = [], 0
+        for _, _, size in self.pieces:
+            out.append(size - before)
+            before = size
+        return out
+
     def body_at(self, t: float) -> int:
         """Decoded body bytes that had crossed this leg by time ``t``."""
         have = 0

@@ -76,6 +76,7 @@ class Row:
     upstream_framing: str = ""
     client_frames: list[int] = field(default_factory=list)
     upstream_frames: list[int] = field(default_factory=list)
+    upstream_writes: list[int] = field(default_factory=list)  # body bytes per relayed write
     duplicated_headers: list[str] = field(default_factory=list)
     client_connections: int = 0
     upstream_connections: int = 0
@@ -117,6 +118,7 @@ def _stream_numbers(row: Row, client: Leg | None, upstream: Leg | None) -> list[
     if upstream is not None:
         row.upstream_complete = upstream.complete
         row.upstream_frames = list(upstream.frames)
+        row.upstream_writes = upstream.piece_sizes()
         row.content_type = row.content_type or upstream.content_type
     row.client_framing = _framing(client)
     row.upstream_framing = _framing(upstream)

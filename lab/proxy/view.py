@@ -27,25 +27,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lab.capture.trace import RECV, SEND, Trace
+from lab.capture.trace import CLOSE, EOF, RECV, RESET, SEND, SHUTDOWN, Trace
 from lab.proxy.legs import Arrival, Leg, arrivals, pairs
 
-__all__ = ["MAX_LISTED", "render_legs", "sizes"]
+__all__ = ["MAX_LISTED", "render_legs"]
 
 # Sizes listed in one line before the rest is summed up: a token stream's dozen or two fit.
 MAX_LISTED: Final = 24
 # Message text shown per line (an SSE event's label is its token; a long line is cut).
 _LABEL: Final = 24
-
-
-def sizes(leg: Leg) -> list[int]:
-    """The decoded body bytes each body-carrying record of ``leg`` added: the client's
-    reads, or the upstream's writes as the relay handed them on."""
-    out, before = [], 0
-    for _, _, size in leg.pieces:
-        out.append(size - before)
-        before = size
-    return out
 
 
 def _listed(values: Sequence[int]) -> str:
@@ -72,13 +62,28 @@ def _framing_text(leg: Leg) -> str:
     return "no response"
 
 
+def _end_words(leg: Leg, kind: str) -> str:
+    """A connection event in words, from where this leg's tap sat."""
+    client_tap = leg.leg == "client"
+    return {
+        EOF: "the proxy's FIN" if client_tap else "the proxy's FIN (it stopped sending)",
+        SHUTDOWN: "the client's FIN" if client_tap else "the upstream's FIN",
+        CLOSE: "the client closed" if client_tap else "the relay closed",
+        RESET: "a reset",
+    }.get(kind, kind)
+
+
 def _ending(leg: Leg) -> str:
     if leg.complete:
         how = {"chunked": "last chunk", "h2": "END_STREAM", "close": "the server's FIN"}
         return f"complete ({how.get(leg.framing, 'whole body')})"
     end = leg.end()
-    cut = f"{end[1]} at {end[0] * 1000:.1f} ms on the trace's clock" if end else "still open"
-    return f"NOT complete: no end of the body; the connection's first end was: {cut}"
+    cut = (
+        f"{_end_words(leg, end[1])} at {end[0] * 1000:.1f} ms on the trace's clock"
+        if end
+        else "none: still open"
+    )
+    return f"NOT complete: no end of the body; the connection's first end was {cut}"
 
 
 def _who(leg: Leg) -> str:
@@ -88,7 +93,9 @@ def _who(leg: Leg) -> str:
 
 
 def _leg_lines(console: Console, leg: Leg) -> None:
-    console.print(f"[bold]{_who(leg)}[/bold]: {escape(leg.request or 'no request')}")
+    console.print(
+        f"[bold]{_who(leg)}[/bold]: {escape(leg.request or 'no request')}", soft_wrap=True
+    )
     counts = leg.header_counts()
     head = ", ".join(
         f"{name}: {value}" + (" [doubled]" if counts[name.lower()] > 1 else "")
@@ -97,7 +104,7 @@ def _leg_lines(console: Console, leg: Leg) -> None:
     console.print(f"  response: {leg.status or '—'}  {escape(head)}", soft_wrap=True)
     console.print(f"  framing: {_framing_text(leg)}", soft_wrap=True)
     kind = "read" if leg.leg == "client" else "write"
-    pieces = sizes(leg)
+    pieces = leg.piece_sizes()
     total = sum(1 for r in leg.conn.records if r.kind in (RECV, SEND))
     console.print(
         f"  body in {_count(len(pieces), kind)} of {_listed(pieces)} B "

@@ -50,7 +50,8 @@ TRACE_FIELDS: Final = (
     "status", "tokens_sent", "ttft_ms", "upstream_ttft_ms", "max_tokens_per_read",
     "client_reads", "complete", "upstream_complete", "quiet_survived",
     "abort_reached_upstream", "abort_ms", "tokens_after_abort", "client_bytes",
-    "upstream_bytes", "client_frames", "upstream_frames", "duplicated_headers",
+    "upstream_bytes", "client_frames", "upstream_frames", "upstream_writes",
+    "duplicated_headers",
 )  # fmt: skip
 
 
