@@ -1,16 +1,18 @@
-"""``python -m lab`` / ``lab``: serve, scenarios, capture, show, tour, bench, proxy, notebooks."""
+"""``python -m lab`` / ``lab``: serve, scenarios, capture, show, decode, tour, bench, fuzz,
+proxy, notebooks."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 from rich.console import Console
@@ -18,9 +20,11 @@ from rich.markup import escape
 
 from lab.apps import app as lab_app
 from lab.apps import index_text
-from lab.capture.fileformat import load
+from lab.capture.fileformat import TraceFormatError, load
 from lab.capture.store import NOISE, save_capture
 from lab.capture.views import CLOCKS, render
+from lab.decode import CODECS, INPUT_MODES, InputError, decode, load_input, render_decoded
+from lab.fuzz import command as fuzz_command
 from lab.progress import progress
 from lab.proxy import command as proxy_command
 from lab.scenarios import SCENARIOS, get
@@ -113,8 +117,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"lab serve: {exc}", file=sys.stderr)
         return 2
     _log_to_stderr()
-    trio.run(_serve, args, _console())
+    try:
+        trio.run(_serve, args, _console())
+    except (OSError, BaseExceptionGroup) as exc:
+        cause = _listen_error(exc)
+        if cause is None:
+            raise
+        print(f"lab serve: cannot listen on {args.host}:{args.port}: {cause}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _listen_error(exc: BaseException) -> str | None:
+    """Why the listening socket could not be made (the port is taken, not ours to use, or
+    the address is not this machine's), found in ``exc`` or the group it is in."""
+    if isinstance(exc, BaseExceptionGroup):
+        causes = [_listen_error(e) for e in exc.exceptions]
+        return next((c for c in causes if c is not None), None)
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL,
+    ):  # fmt: skip
+        return exc.strerror or str(exc)
+    return None
 
 
 def _log_to_stderr() -> None:
@@ -163,12 +187,15 @@ def _scenario_names(args: argparse.Namespace) -> list[str]:
     if args.all:
         return [s.name for s in SCENARIOS]
     if not args.names:
-        raise SystemExit("name one or more scenarios, or --all (see `lab scenarios`)")
+        print("lab capture: name one or more scenarios, or --all (see `lab scenarios`)",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
     for name in args.names:
         try:
             get(name)
         except KeyError as exc:
-            raise SystemExit(str(exc.args[0])) from None
+            print(f"lab capture: {exc.args[0]}", file=sys.stderr)
+            raise SystemExit(2) from None
     return list(args.names)
 
 
@@ -279,23 +306,86 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     console = _console(args.color)
-    trace = load(args.file)
+    with Path(args.file).open("rb") as f:
+        magic = f.read(4)
+    # Packet captures, by their magic numbers (pcapng's Section Header Block; pcap both ways).
+    packets = {b"\x0a\x0d\x0d\x0a": "a pcapng", b"\xd4\xc3\xb2\xa1": "a pcap",
+               b"\xa1\xb2\xc3\xd4": "a pcap"}.get(magic)  # fmt: skip
+    if packets is not None:
+        print(f"lab show: {args.file} is {packets} packet capture; lab show reads .trace "
+              "files (lab capture writes one beside each .pcapng)", file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        trace = load(args.file)
+    except TraceFormatError as exc:
+        print(f"lab show: {args.file} is not a readable trace: {exc}", file=sys.stderr)
+        return 1
     render(trace, args.view, console, clock=args.clock)
     return 0
+
+
+# -- decode / fuzz -------------------------------------------------------------------
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    try:
+        if args.file == "-":
+            data = load_input(sys.stdin.buffer, args.input)
+        else:
+            with Path(args.file).open("rb") as f:
+                data = load_input(f, args.input)
+    except InputError as exc:
+        print(f"lab decode: {exc}", file=sys.stderr)
+        return 2
+    decoded = decode(CODECS[args.codec], data)
+    render_decoded(decoded, data, _console(args.color))
+    if decoded.error is not None:
+        print(f"lab decode {args.codec}: {decoded.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    return fuzz_command.run(args, _console(), progress)
 
 
 # -- entry point ---------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr, exit status 2 (subcommands' parsers too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port: 0-65535 (0: any free one)")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lab", description="streamlab: streaming HTTP on the wire, byte by byte"
-    )
+    parser = _Parser(prog="lab", description="streamlab: streaming HTTP on the wire, byte by byte")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="serve the lab's endpoints (HTTP/1.1 and HTTP/2)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=_port, default=8080, help="0-65535; 0: any free port")
     p.add_argument("--trace-dir", type=Path, default=None, help="one trace per connection")
     p.add_argument(
         "--no-viewer", dest="viewer", action="store_false",
@@ -336,8 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
     p.add_argument("what", choices=["attacks", "chunked", "idle", "protocols", "sse", "stream"])
     p.add_argument("--seconds", type=float, default=1.0, help="chunked: per case and decoder")
-    p.add_argument("--rounds", type=int, default=5, help="stream: rounds per configuration")
-    p.add_argument("--count", type=int, default=2000, help="idle: streams to open")
+    p.add_argument(
+        "--rounds", type=_positive_int, default=5, help="stream: rounds per configuration"
+    )
+    p.add_argument("--count", type=_positive_int, default=2000, help="idle: streams to open")
     p.add_argument("--kind", choices=["sse", "h2c"], default="sse", help="idle: what to open")
     p.add_argument(
         "--attack", action="append", default=[], metavar="NAME",
@@ -372,6 +464,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_proxy)
 
     p = sub.add_parser(
+        "decode", help="any bytes through one codec, shown annotated (file or stdin)",
+        description="Hand bytes to one of the lab's decoders and see each unit: its byte "
+        "range, its bytes and what they mean; a refusal names its byte offset (exit 1).",
+    )  # fmt: skip
+    p.add_argument("codec", choices=list(CODECS), help="the decoder (lab.decode.CODECS)")
+    p.add_argument("file", nargs="?", default="-", help="the bytes; - or nothing: stdin")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--hex", dest="input", action="store_const", const="hex",
+                     help="the input is hex digits (spaces and line breaks ignored)")  # fmt: skip
+    how.add_argument("--escaped", dest="input", action="store_const", const="escaped",
+                     help=r"the input is Python-style escapes (\r\n, \x00)")  # fmt: skip
+    p.set_defaults(input=INPUT_MODES[0])
+    p.add_argument("--color", choices=COLORS, default="auto", help=COLOR_HELP)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser(
+        "fuzz", help="fuzz a codec against its reference library, or a lab server",
+        description="Differential fuzzing of one codec against its reference (with the "
+        "codec's own invariants), or of a `lab serve` process (lab.fuzz).",
+    )  # fmt: skip
+    fuzz_command.add_arguments(p)
+    p.set_defaults(func=cmd_fuzz)
+
+    p = sub.add_parser(
         "notebooks", help="open the lessons in JupyterLab on 127.0.0.1", add_help=False,
         description="Open the lessons in JupyterLab on 127.0.0.1 (lab.lessons).",
     )  # fmt: skip
@@ -389,4 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `lab tour | head`
         sys.stderr.close()
         return 0
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"lab {args.command}: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
     return result

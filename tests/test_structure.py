@@ -135,7 +135,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("lab.server", "lab.client"),
     ("lab.apps",),
     ("lab.attacks",),
-    ("lab.bench", "lab.scenarios", "lab.proxy"),
+    ("lab.decode",),  # any bytes through one codec of lab.wire, shown annotated
+    ("lab.bench", "lab.scenarios", "lab.proxy", "lab.fuzz"),
     ("lab.notebook", "lab.lessons", "lab.tour"),
     ("lab.cli",),
     ("lab.__main__",),
