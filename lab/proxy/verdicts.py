@@ -6,7 +6,7 @@ Every number in a :class:`Row` is computed from the probe's two-leg trace
 - **TTFT**: from the record that completed the client's request to the client read that
   completed the first token; **upstream TTFT** is the same start to when the upstream
   handed that token to the proxy, so their difference is what the proxy added;
-- **+proxy ms** (table only): TTFT minus upstream TTFT, the time the proxy held the
+- **+proxy** (table only, ms): TTFT minus upstream TTFT, the time the proxy held the
   first token; under a millisecond it shows as ``<1``, since the relay and the client run
   in one process and which of two records made that close together is stamped first is
   the scheduler's choice;
@@ -21,7 +21,13 @@ Every number in a :class:`Row` is computed from the probe's two-leg trace
 - **abort reached upstream** (abort probes): the proxy ended the upstream connection (its
   FIN or a reset, at the relay) before the upstream's response was complete; **abort
   ms** is how long after the client left that happened;
-- **bytes**: every byte each leg carried, both directions, all its connections.
+- **bytes** (client B, up B): every byte each leg carried, both directions, all its
+  connections.
+
+In the table, **abort→up** is ``yes`` and how many ms after the client left, or ``NO`` and
+how many tokens the upstream still sent; **end** is whether the client saw the response
+end; **quiet** whether the quiet stream survived (and, for the resume probe, whether the
+EventSource resumed).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Final
 
+from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
 from lab.capture.trace import CLOSE, Trace
@@ -202,15 +209,15 @@ def _num(value: float | None) -> str:
 
 def table(rows: Sequence[Row]) -> Table:
     """The verdict table: one row per probe, grouped by experiment (the settings of each
-    configuration are in :func:`settings_table`)."""
-    out = Table(title="what the proxy did to the stream (both legs measured)")
+    configuration are in :func:`settings_table`; the client's protocol is in the probe's
+    name: ``h2`` ones speak h2c to the proxy, the others HTTP/1.1)."""
+    out = Table(title="what the proxy did to the stream (both legs measured)", box=SIMPLE_HEAD)
     for name, justify in (
-        ("configuration", "left"), ("probe", "left"), ("client", "left"),
-        ("TTFT ms", "right"), ("+proxy ms", "right"), ("max/read", "right"),
-        ("tokens", "right"), ("end seen", "center"), ("quiet ok", "left"),
-        ("abort → upstream", "left"), ("client B", "right"), ("upstream B", "right"),
+        ("configuration", "left"), ("probe", "left"), ("TTFT ms", "right"),
+        ("+proxy", "right"), ("max/read", "right"), ("tokens", "right"), ("end", "left"),
+        ("quiet", "left"), ("abort→up", "left"), ("client B", "right"), ("up B", "right"),
     ):  # fmt: skip
-        out.add_column(name, justify=justify)  # type: ignore[arg-type]
+        out.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     previous = ""
     for row in rows:
         if previous and row.experiment != previous:
@@ -224,16 +231,15 @@ def table(rows: Sequence[Row]) -> Table:
         if row.abort_reached_upstream is None:
             abort = _NONE
         elif row.abort_reached_upstream:
-            abort = f"yes, {_num(row.abort_ms)} ms"
+            abort = f"yes {_num(row.abort_ms)} ms"
         else:
-            abort = f"NO, {row.tokens_after_abort} more sent"
+            abort = f"NO, +{row.tokens_after_abort}"
         quiet = _yes(row.quiet_survived)
         if row.resumed is not None:
-            quiet += f", resumed {_yes(row.resumed)}"
+            quiet += ", resumed" if row.resumed else ", not resumed"
         out.add_row(
             row.configuration,
             row.probe,
-            row.client_protocol,
             _num(row.ttft_ms),
             _NONE if added is None else "<1" if added < 1 else _num(added),
             str(row.max_tokens_per_read) if row.tokens_received else _NONE,

@@ -42,8 +42,9 @@ def test_the_two_leg_view_and_the_table_show_what_the_traces_hold(tmp_path: Path
         row = Row("", "", "", "", [], "", probe, "stream", "", "", "")
         measure(row, trace, ProbeOutcome())
         found = re.search(
-            rf"│ nginx-default\s+│ {probe}\s+│ http/1\.1\s+│[^│]+│[^│]+│\s+(\d+) │\s+(\d+)/(\d+) │",
+            rf"^\s*nginx-default\s+{probe}\s+\S+\s+\S+\s+(\d+)\s+(\d+)/(\d+)\s",
             out.stdout,
+            re.M,
         )
         assert found, out.stdout
         assert int(found[1]) == row.max_tokens_per_read
