@@ -13,6 +13,7 @@ from lab.apps.endpoints import chat, fixed, tokens, trailers
 from lab.apps.interface import Handler, HTTPError, Request, ResponseStream, send_text
 from lab.apps.mcp import endpoint as mcp_endpoint
 from lab.apps.pages import page
+from lab.apps.poll import longpoll, poll, sse_tokens
 from lab.apps.sse import events, progress
 from lab.apps.stats import stats
 from lab.apps.viewer import viewer
@@ -66,6 +67,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         ("GET",), "/trailers", trailers, "/trailers?n=4",
         "token stream followed by trailer fields (count, SHA-256 of the body)",
+    ),
+    Endpoint(
+        ("GET",), "/poll", poll, "/poll?stream=s1&cursor=0&n=8&interval_ms=25&prompt=hi",
+        "short polling, JSON: the tokens of stream s1 produced since cursor, next cursor, done",
+    ),
+    Endpoint(
+        ("GET",), "/longpoll", longpoll,
+        "/longpoll?stream=s1&cursor=0&timeout_ms=20000&n=8&interval_ms=25&prompt=hi",
+        "long polling, JSON: as /poll, held until a token past cursor exists or timeout_ms",
+    ),
+    Endpoint(
+        ("GET",), "/sse/tokens", sse_tokens, "/sse/tokens?n=8&interval_ms=25&prompt=hi",
+        "SSE by GET (EventSource): the token stream framed as POST /chat's text/event-stream",
     ),
     Endpoint(
         ("GET",), "/pages/eventsource.html", page,
