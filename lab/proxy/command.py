@@ -38,6 +38,7 @@ from lab.proxy.claims import TIMEOUTS, claims
 from lab.proxy.configs import ProxyKind
 from lab.proxy.experiments import EXPERIMENTS, configurations
 from lab.proxy.harness import ProxyError
+from lab.proxy.plot import write_plots
 from lab.proxy.runner import Run, run_all, save_runs
 from lab.proxy.verdicts import rows_json, settings_table, table
 from lab.proxy.view import render_legs
@@ -70,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the traces go (default: a new proxy-runs-TIME directory here)",
     )  # fmt: skip
     parser.add_argument("--list", action="store_true", help="list the experiments and stop")
+    parser.add_argument(
+        "--plots", action="store_true",
+        help="also write NAME.png per probe: messages over time on both legs (plots extra)",
+    )  # fmt: skip
 
 
 def _list(console: Console) -> None:
@@ -125,6 +130,13 @@ def run(args: argparse.Namespace, console: Console, report: Reporter) -> int:
     for run_, path in zip(runs, save_runs(runs, out), strict=True):
         run_.row.trace = str(path)
     saved = f"{len(runs)} traces (.trace and .pcapng) in {out}/: `lab show {out}/NAME.trace`"
+    if args.plots:
+        try:
+            write_plots([r.trace for r in runs], out)
+        except ModuleNotFoundError as exc:
+            print(f"lab proxy: no plots: {exc}", file=sys.stderr)
+            return 1
+        saved += f"; a plot of both legs per probe: {out}/NAME.png"
     if args.json:
         print(rows_json([r.row for r in runs]))
         print(saved, file=sys.stderr)

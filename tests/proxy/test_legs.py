@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import zlib
+from pathlib import Path
 
 import trio
 
@@ -17,6 +18,7 @@ from lab.capture.tap import Recorder
 from lab.capture.trace import CONNECT, EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Record, Trace
 from lab.client.http1 import open_connection
 from lab.proxy.legs import CLIENT, UPSTREAM, arrivals, pairs, read_leg, units
+from lab.proxy.plot import plot_legs, write_plots
 from lab.proxy.probes import ProbeOutcome
 from lab.proxy.verdicts import Row, measure
 from lab.server import serve_tcp
@@ -104,8 +106,8 @@ def test_a_close_delimited_body_is_complete_only_if_the_server_ended_it() -> Non
     assert cut.peer_end() == (0.01, EOF)
 
 
-def test_client_relay_server_both_legs_carry_every_token() -> None:
-    n, interval_ms = 6, 20
+def _through_relay(n: int, interval_ms: int) -> Trace:
+    """One /tokens exchange: client → recording relay → lab server, on one recorder."""
 
     async def main() -> Trace:
         recorder = Recorder(Trace("no proxy"))
@@ -122,7 +124,12 @@ def test_client_relay_server_both_legs_carry_every_token() -> None:
                 nursery.cancel_scope.cancel()
         return recorder.trace
 
-    trace = trio.run(main)
+    return trio.run(main)
+
+
+def test_client_relay_server_both_legs_carry_every_token() -> None:
+    n, interval_ms = 6, 20
+    trace = _through_relay(n, interval_ms)
     ((client, upstream),) = pairs(trace)
     assert client is not None
     assert upstream is not None
@@ -139,3 +146,22 @@ def test_client_relay_server_both_legs_carry_every_token() -> None:
     assert (row.tokens_sent, row.tokens_received, row.complete) == (n, n, True)
     assert row.client_reads >= 2  # the tokens were not all in one read: nothing held them
     assert row.upstream_bytes == row.client_bytes  # the relay changes no byte
+
+
+def test_the_plot_of_both_legs_counts_every_message_on_each(tmp_path: Path) -> None:
+    n = 4
+    trace = _through_relay(n, 10)
+    found = arrivals(*pairs(trace)[0])
+    fig = plot_legs(trace)
+    ((ax,),) = [fig.axes]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    sent = lines[f"exchange 1: upstream sent ({n + 1})"]
+    got = lines[f"exchange 1: client got ({n + 1})"]
+    for line, times in ((sent, [a.upstream_t for a in found]), (got, [a.client_t for a in found])):
+        xs, ys = (list(v) for v in line.get_data())
+        assert ys == list(range(1, n + 2))  # one step per message, the end marker last
+        assert xs == sorted(xs)
+        assert len({round(x, 6) for x in xs}) == len(set(times))  # a point per message time
+    (png,) = write_plots([trace], tmp_path)
+    assert png == tmp_path / f"{trace.name}.png"
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
