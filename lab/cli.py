@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from lab.apps import app as lab_app
 from lab.apps import index_text
+from lab.bench import compare_report
 from lab.capture.fileformat import TraceFormatError, load
 from lab.capture.store import NOISE, save_capture
 from lab.capture.views import CLOCKS, render
@@ -284,6 +285,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- compare -------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    return compare_report.command(args, progress)
+
+
 # -- proxy ---------------------------------------------------------------------------
 
 
@@ -437,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--markdown", action="store_true", help="attacks: the README's table")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "compare", help="one token stream over every transport: polling, chunked, SSE, ...",
+        description="Read one deterministic token stream over each transport (short and "
+        "long polling, chunked, NDJSON, SSE by GET, POST and over h2c, WebSocket) from a lab "
+        "server in this process; one row each, measured from that run's traces, which are "
+        "saved for `lab show` (lab.bench.compare).",
+    )  # fmt: skip
+    compare_report.add_arguments(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "tour", help="every scenario in order, narrated (or the ones named)",
