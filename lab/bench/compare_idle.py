@@ -34,6 +34,7 @@ import h2.events
 import h11
 
 from lab.apps.params import MAX_INTERVAL_MS
+from lab.apps.poll import LONGPOLL_MAX_TIMEOUT_MS
 from lab.apps.tokens import token_at
 from lab.attacks.process import LabProcess
 from lab.progress import Step
@@ -116,7 +117,7 @@ def _long_poll(stream: str) -> Callable[[int], socket.socket]:
     # then, so nothing is read; the server's /stats shows the connections accepted.
     def open_one(port: int) -> socket.socket:
         sock = _connect(port)
-        target = f"/longpoll?{_query(stream, cursor=1, timeout_ms=30_000)}"
+        target = f"/longpoll?{_query(stream, cursor=1, timeout_ms=LONGPOLL_MAX_TIMEOUT_MS)}"
         sock.sendall(_request("GET", target, []))
         return sock
 
@@ -140,26 +141,36 @@ def _h2(extended_connect: bool) -> Callable[[int], socket.socket]:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
-        settings = False
-        while not settings:
-            events = conn.receive_data(sock.recv(65536))
-            settings = any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events)
+        events: list[h2.events.Event] = []
+        seen = 0
+        while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
+            data = sock.recv(65536)
+            seen += len(data)
+            if not data or seen > FIRST_TOKEN_LIMIT:
+                raise RuntimeError("no SETTINGS from the server in its first bytes")
+            events = conn.receive_data(data)
         sid = conn.get_next_available_stream_id()
         if extended_connect:
             if not conn.remote_settings.enable_connect_protocol:
                 sock.close()
                 raise NotServed("no SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441 §3)")
             fields = [
-                (":method", "CONNECT"), (":protocol", "websocket"),
-                (":path", f"/ws/tokens?{_query()}"), ("sec-websocket-version", "13"),
+                (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                (":authority", "127.0.0.1"), (":path", f"/ws/tokens?{_query()}"),
+                ("sec-websocket-version", "13"),
             ]  # fmt: skip
         else:
-            fields = [(":method", "GET"), (":path", f"/sse/tokens?{_query()}")]
-        fields += [(":scheme", "http"), (":authority", "127.0.0.1")]
+            fields = [
+                (":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1"),
+                (":path", f"/sse/tokens?{_query()}"), ("accept", "text/event-stream"),
+            ]  # fmt: skip
         conn.send_headers(sid, fields, end_stream=not extended_connect)
         sock.sendall(conn.data_to_send())
         for _ in range(FIRST_TOKEN_LIMIT):  # bounded: each read brings at least a byte
-            events = conn.receive_data(sock.recv(65536))
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError("the server closed an idle h2c connection")
+            events = conn.receive_data(data)
             sock.sendall(conn.data_to_send())
             for event in events:
                 if isinstance(event, h2.events.ResponseReceived):

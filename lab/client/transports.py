@@ -46,6 +46,8 @@ from lab.wire.sse import Dispatch, Event, SSEDecoder
 __all__ = [
     "DONE",
     "MAX_POLL_REQUESTS",
+    "MAX_RUN_BYTES",
+    "Budget",
     "Received",
     "StreamSpec",
     "TransportError",
@@ -69,12 +71,30 @@ MAX_POLL_REQUESTS: Final = 20_000
 MAX_POLL_CONNECTIONS: Final = 64
 # Bound on any one wait for the server (a long poll's hold included: at most 30 s).
 CLIENT_TIMEOUT: Final = 60.0
+# Bytes one run may read before it gives up: the longest lab reply (10,000 tokens) in its
+# most verbose framing (an SSE event, or a poll's answer, per token: a few hundred bytes
+# each) is a few MiB; a server that never ends its reply is cut off here.
+MAX_RUN_BYTES: Final = 64 * 1024 * 1024
 RECEIVE_SIZE: Final = 64 * 1024
 USER_AGENT: Final = "streamlab-client/0.1"
 
 
 class TransportError(Exception):
     """The server answered in a way the transport cannot read tokens from."""
+
+
+class Budget:
+    """Bytes read so far in one run, refused past MAX_RUN_BYTES."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MAX_RUN_BYTES if limit is None else limit
+        self.used = 0
+
+    def take(self, data: bytes) -> bytes:
+        self.used += len(data)
+        if self.used > self.limit:
+            raise TransportError(f"over {self.limit} bytes read: the reply does not end")
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +151,7 @@ class _H1:
         self.authority = authority
         self.recorder = recorder
         self.h11 = h11.Connection(h11.CLIENT)
+        self.budget = Budget()
 
     async def send(
         self, method: str, target: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
@@ -155,7 +176,7 @@ class _H1:
                 with trio.fail_after(CLIENT_TIMEOUT):
                     data = await self.stream.receive_some(RECEIVE_SIZE)
                 t = self.recorder.now()
-                self.h11.receive_data(data)
+                self.h11.receive_data(self.budget.take(data))
                 continue
             if isinstance(event, h11.ConnectionClosed):
                 raise TransportError("the server closed the connection mid-response")
@@ -354,15 +375,16 @@ async def sse_h2(host: str, port: int, spec: StreamSpec, recorder: Recorder) -> 
         response = conn.responses[sid]
         seen = 0
         done = False
-        with trio.fail_after(CLIENT_TIMEOUT):
-            while not (response.ended or response.reset_code is not None or conn.closed):
-                await conn.pump()
-                for t, data in response.frames[seen:]:
-                    for seg in decoder.feed(data):
-                        if isinstance(seg, Dispatch) and seg.event is not None:
-                            done = done or _is_done(seg.event)
-                            _token_event(seg.event, t, out)
-                seen = len(response.frames)
+        budget = Budget()
+        # Each read is bounded in time (pump), the whole by the bytes it may read.
+        while not (response.ended or response.reset_code is not None or conn.closed):
+            await conn.pump()
+            for t, data in response.frames[seen:]:
+                for seg in decoder.feed(budget.take(data)):
+                    if isinstance(seg, Dispatch) and seg.event is not None:
+                        done = done or _is_done(seg.event)
+                        _token_event(seg.event, t, out)
+            seen = len(response.frames)
         if response.status:
             ctype = response.header("content-type") or ""
             _check_status(response.status, "/sse/tokens", ctype, "text/event-stream")

@@ -10,9 +10,10 @@ HTTP/2 so does a server that does not send ``SETTINGS_ENABLE_CONNECT_PROTOCOL = 
 with anything but 2xx (RFC 8441 §5). The handshake's bytes are in the trace either way.
 
 What the server sends is read with the lab's decoder (:class:`WebSocketDecoder`, role
-``"client"``: unmasked frames only, §5.1). Each text message is one token: a JSON object
-``{"index": i, "token": "..."}`` (``{"token": ...}`` without an index counts in order),
-or the token's text itself; ``[DONE]`` or ``{"done": true}`` ends the stream. A token is
+``"client"``: unmasked frames only, §5.1). Each text message is one token: the token's
+text itself (what the lab's ``/ws/tokens`` sends), or a JSON object ``{"index": i,
+"token": "..."}`` (``{"token": ...}`` without an index counts in order); ``[DONE]`` or
+``{"done": true}`` ends the stream. A token is
 decoded when the frame that ends its message has been read. Then the client starts the
 closing handshake (§5.5.1: a masked Close 1000) and reads until the server's Close.
 """
@@ -32,6 +33,7 @@ from lab.client.transports import (
     DONE,
     RECEIVE_SIZE,
     USER_AGENT,
+    Budget,
     Received,
     StreamSpec,
     TransportError,
@@ -62,13 +64,14 @@ class _Reader:
 
     def __init__(self) -> None:
         self.decoder = WebSocketDecoder("client", fields=False)
+        self.budget = Budget()
         self.tokens: list[Received] = []
         self.done = False  # [DONE] arrived: the client closes
         self.closed = False  # the server's Close arrived
 
     def feed(self, data: bytes, t: float) -> None:
         try:
-            segments = self.decoder.feed(data)
+            segments = self.decoder.feed(self.budget.take(data))
         except WebSocketError as exc:
             raise TransportError(f"the server's frames: {exc}") from None
         for seg in segments:
@@ -135,9 +138,9 @@ async def ws_h1(host: str, port: int, spec: StreamSpec, recorder: Recorder) -> T
                     why = f"status {event.status_code} {body[:NOTE_BODY_CHARS]!r}"
                     return _not_served(recorder, "ws-h1", why)
                 raise TransportError(f"expected the handshake's answer, got {event!r}")
-            leftover, _ = client.trailing_data
-            reader.feed(bytes(leftover), recorder.now())
-            await _frames_h1(stream, reader, recorder)
+        leftover, _ = client.trailing_data
+        reader.feed(bytes(leftover), recorder.now())
+        await _frames_h1(stream, reader, recorder)
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()
@@ -146,10 +149,11 @@ async def ws_h1(host: str, port: int, spec: StreamSpec, recorder: Recorder) -> T
 
 async def _rest_of_body(client: h11.Connection, stream: TappedStream) -> str:
     body = bytearray()
+    budget = Budget()
     while True:
         event = client.next_event()
         if event is h11.NEED_DATA:
-            client.receive_data(await stream.receive_some(RECEIVE_SIZE))
+            client.receive_data(budget.take(await stream.receive_some(RECEIVE_SIZE)))
         elif isinstance(event, h11.Data):
             body += event.data
         else:
@@ -158,11 +162,12 @@ async def _rest_of_body(client: h11.Connection, stream: TappedStream) -> str:
 
 async def _frames_h1(stream: TappedStream, reader: _Reader, recorder: Recorder) -> None:
     sent_close = False
-    while not reader.closed:
+    while not reader.closed:  # bounded by the bytes the reader may take
         if reader.done and not sent_close:
             await stream.send_all(_close_frame())
             sent_close = True
-        data = await stream.receive_some(RECEIVE_SIZE)
+        with trio.fail_after(CLIENT_TIMEOUT):
+            data = await stream.receive_some(RECEIVE_SIZE)
         if not data:
             break  # the server closed the TCP connection after its Close (§7.1.1)
         reader.feed(data, recorder.now())
@@ -213,18 +218,17 @@ async def _frames_h2(conn: H2ClientConnection, response: H2Response, sid: int) -
     reader = _Reader()
     seen = 0
     sent_close = False
-    with trio.fail_after(CLIENT_TIMEOUT):
-        while True:
-            for t, data in response.frames[seen:]:
-                reader.feed(data, t)
-            seen = len(response.frames)
-            if reader.done and not sent_close:
-                conn.conn.send_data(sid, _close_frame())
-                await conn.flush()
-                sent_close = True
-            if reader.closed or _over(conn, response):
-                break
-            await conn.pump()
+    while True:  # each read bounded in time (pump), the whole by the reader's bytes
+        for t, data in response.frames[seen:]:
+            reader.feed(data, t)
+        seen = len(response.frames)
+        if reader.done and not sent_close:
+            conn.conn.send_data(sid, _close_frame())
+            await conn.flush()
+            sent_close = True
+        if reader.closed or _over(conn, response):
+            break
+        await conn.pump()
     if not reader.done:
         raise TransportError("the WebSocket closed before [DONE]")
     if not response.ended and response.reset_code is None:

@@ -176,16 +176,22 @@ def test_transports_narrows_the_run_and_an_unknown_name_is_a_usage_error(
 
 
 def test_idle_measures_server_memory_per_idle_client(tmp_path: Path) -> None:
+    # One transport of each kind of idle client: between polls, a held poll, an open
+    # HTTP/1.1 stream, an h2c stream, and the WebSockets (when served).
+    names = ["short-poll", "long-poll", "sse-get", "sse-h2", "ws-h1", "ws-h2"]
     result = lab(
-        "compare", "--n", "2", "--interval-ms", "0", "--transports", "short-poll,long-poll,sse-get",
+        "compare", "--n", "2", "--interval-ms", "0", "--transports", ",".join(names),
         "--idle", "20", "--json", "--out", str(tmp_path / "idle"), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["transport"] for r in rows] == ["short-poll", "long-poll", "sse-get"]
+    assert [r["transport"] for r in rows] == names
     for row in rows:
-        assert isinstance(row["idle_kib"], float), row
-    assert "20 idle clients" in result.stderr
+        if row["status"].startswith("not served"):
+            assert row["idle_kib"] is None
+        else:
+            assert isinstance(row["idle_kib"], float), row
+            assert f"compare --idle {row['transport']}: 20 idle clients" in result.stderr
 
 
 # -- the pieces, without a server ----------------------------------------------------------

@@ -156,3 +156,26 @@ def test_websocket_over_http1_reads_a_wsproto_server() -> None:
     assert head.startswith(b"HTTP/1.1 101 ")
     # The client ended with a masked Close 1000 (0x88, MASK bit, 2-byte code + 4-byte key).
     assert conn.client_to_server()[-8:-6] == b"\x88\x82"
+
+
+async def _endless(request: AppRequest, response: ResponseStream) -> None:
+    await response.start(200, [("content-type", "text/plain")])
+    # As good as endless: 16 MiB, far past the budget the test gives the client.
+    for _ in range(16 * 1024):
+        await response.send(b"x" * 1024)
+
+
+@pytest.mark.parametrize("fn", [t.chunked, t.sse_h2])
+def test_a_reply_that_never_ends_is_cut_off_by_the_byte_budget(
+    fn: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(t, "MAX_RUN_BYTES", 64 * 1024)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_tcp, _endless, 0)
+            with pytest.raises(t.TransportError, match="bytes read"):
+                await _read(fn, server.port, "endless")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
