@@ -54,10 +54,8 @@ __all__ = [
 # ones get RANDOM_CUTS cuts instead; byte by byte would cost a call per byte per execution.
 BYTEWISE_MAX: Final = 64
 RANDOM_CUTS: Final = 8
-# Quoted input in an error message: what the error says, not the bytes it quotes.
-_QUOTED: Final = re.compile(r"'[^']*'|\"[^\"]*\"|\[[^]]*\]")
-# A segment or error shown as Name(fields) or (fields): one symbol in a signature.
-_CALL: Final = re.compile(r"\([^()]*\)")
+# Where a message starts to quote the input or show a value: what it says comes before.
+_SHOWN: Final = re.compile(r"['\"\[(]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +113,9 @@ class Target:
 
 
 def _plain(text: str) -> str:
-    """``text`` with quoted parts, bracketed parts and numbers each made one symbol."""
-    return _CALL.sub("(…)", _QUOTED.sub("…", re.sub(r"[0-9]+", "#", text)))
+    """``text`` up to the first thing it quotes or shows (a quote, a bracket: the bytes,
+    a segment's fields), its numbers each made ``#``."""
+    return re.sub(r"[0-9]+", "#", _SHOWN.split(text, maxsplit=1)[0])
 
 
 def cuts_for(data: bytes) -> list[list[int]]:
@@ -239,18 +238,48 @@ def check(target: Target, data: bytes) -> tuple[Failure | None, Decoded | None]:
     return None, whole
 
 
+def _bucket(value: object) -> str:
+    """A field's value as one of a few classes: enough to tell an empty value from a
+    short and a long one, 0 from 1 from many, without a feature per value."""
+    if value is None or isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return "0" if value == 0 else "1" if value == 1 else "<256" if value < 256 else "big"
+    if isinstance(value, str | bytes | tuple | list):
+        return "empty" if not value else "one" if len(value) == 1 else "some"
+    return type(value).__name__
+
+
+# Fields whose words are one of a few outcomes (what an SSE field did, how a body is
+# framed): their text is the feature, numbers and quotes taken out.
+_OUTCOME_FIELDS: Final = frozenset({"effect", "framing", "representation", "problem"})
+
+
+def _unit_features(unit: Segment) -> list[str]:
+    name = type(unit).__name__
+    out = [name]
+    for f in dataclasses.fields(unit):
+        if f.name in ("start", "end"):
+            continue
+        value = getattr(unit, f.name)
+        if f.name in _OUTCOME_FIELDS and isinstance(value, str):
+            out.append(f"{name}.{f.name}={_plain(value)[:60]}")
+        else:
+            out.append(f"{name}.{f.name}={_bucket(value)}")
+    return out
+
+
 def features(decoded: Decoded | None) -> set[str]:
-    """What this input made the codec do, in its own terms: what each unit meant and which
-    kind follows which, the error's words (numbers and quotes taken out), how the input
-    ended. The built-in
-    engine keeps an input that shows a feature no earlier input did."""
+    """What this input made the codec do, in its own terms: each kind of unit with the
+    classes of its fields' values (empty, one, some; 0, 1, small, big; the words of an
+    outcome), which kind follows which, the error's words (numbers and quotes taken out),
+    how the input ended. The built-in engine keeps an input that shows a feature no
+    earlier input did."""
     if decoded is None:
         return {"crash"}
-    kinds = [s.unit.kind if isinstance(s, Nested) else s.kind for s in decoded.segments]
-    out = {f"pair {a} {b}" for a, b in itertools.pairwise(kinds)}
-    # What each unit meant, in its note's words without the quoted bytes and numbers: a
-    # field that set the event type, a frame with END_STREAM, a size update.
-    out.update(_plain(s.note())[:60] for s in decoded.segments)
+    units = [s.unit if isinstance(s, Nested) else s for s in decoded.segments]
+    out = {f"pair {a.kind} {b.kind}" for a, b in itertools.pairwise(units)}
+    out.update(f for unit in units for f in _unit_features(unit))
     if decoded.error is not None:
         out.add("error " + _plain(decoded.error.message)[:120])
     out.add(f"eof {decoded.at_eof} unused {bool(decoded.unused)}")

@@ -123,7 +123,11 @@ def replay(name: str, path: Path, console: Console) -> int:
         render_decoded(decoded, data, console)
     if failure is None:
         references = ", ".join(r.name for r in target.references)
-        console.print(f"passes: every invariant holds and {references} agree (as documented)")
+        console.print(
+            f"passes: every invariant holds; no difference from {references} but the "
+            "documented ones",
+            soft_wrap=True,
+        )
         return 0
     console.print(f"FAILED {failure.check}:", style="bold red")
     console.print(failure.detail, soft_wrap=True, markup=False)
@@ -177,10 +181,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=_positive(float), default=None,
                    help=f"how long (default {DEFAULT_SECONDS:g}, or up to "
                    f"{RUNS_TIME_CAP:g} with --runs)")  # fmt: skip
-    p.add_argument("--runs", type=_positive(int), default=None, help="stop after this many inputs")
+    p.add_argument(
+        "--runs",
+        type=_positive(int),
+        default=None,
+        help="stop after this many inputs (cases, for server)",
+    )
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: random)")
     p.add_argument("--corpus", type=Path, default=None, metavar="DIR",
-                   help="read inputs from DIR and keep every new one there")  # fmt: skip
+                   help="a codec's inputs: read from DIR, every new one kept there")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("fuzz-findings"), metavar="DIR",
                    help="where failing inputs are written (.bin and .txt)")  # fmt: skip
     p.add_argument("--replay", type=Path, default=None, metavar="FILE",

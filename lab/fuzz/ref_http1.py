@@ -7,8 +7,9 @@ about accepting it, the disagreement must be one of the numbered differences of
 :mod:`lab.wire.chunked`'s docstring: when h11 accepts and the lab refuses, the lab's error
 message names a rule h11 does not check (points 1 and 3 to 8); when the lab accepts and h11
 refuses, the body has whitespace before a ``;`` (point 2) or a framing field among its
-trailers (point 9). A lab decoder that finished a body h11 is still reading is always a
-failure: that is where the next message would start in two different places.
+trailers (point 9; where h11 accepts one, it reports it rewritten: point 6 below). A lab
+decoder that finished a body h11 is still reading is always a failure: that is where the
+next message would start in two different places.
 
 **http1** (:mod:`lab.wire.http1`): a request stream goes to an h11 server ``Connection``; a
 response stream (bytes starting ``HTTP/``) to an h11 client ``Connection`` that sent
@@ -20,24 +21,31 @@ whitespace), its body bytes, its trailer fields and whether it ended. That is th
 two parsers that agree on it cannot be smuggled past each other.
 
 The lab's HTTP/1.1 decoder is a viewer's (it shows the heads a server refuses), so it
-accepts more than h11. Measured with this fuzzer, the differences, each a rule h11 checks
-and the viewer does not, or the other way round:
+accepts more than h11. Measured with this fuzzer, the differences, each a rule one of them
+checks and the other does not:
 
-1. **What h11 validates and the viewer shows anyway**: a missing ``Host`` in HTTP/1.1,
-   bytes outside the token or field-value grammar (in the method, the target, a header
-   value), a version other than ``HTTP/1.x``, a status reason with control bytes, a
-   ``Content-Length`` beside ``Transfer-Encoding`` (RFC 9112 §6.3 rule 3: the viewer
-   decodes it chunked and says the message is suspect; h11 refuses it), an unsupported
-   transfer coding; h11 refuses, the lab decodes.
-2. **Empty lines before a request line** (RFC 9112 §2.2: a server SHOULD ignore at least
-   one): the lab skips them, h11 refuses.
-3. **Obsolete line folding** (a header line starting with SP or HTAB, RFC 9112 §5.2): h11
-   unfolds it into the previous value; the lab refuses it.
-4. **Lone LF in a head** (RFC 9112 §2.2 MAY): both accept a head whose lines end in LF;
-   h11 also takes a head that mixes the two endings where the lab looks for the end of the
-   head as CRLF CRLF or LF LF only: the lab waits for more where h11 has read a head.
+1. **What h11 validates and the viewer shows anyway** (h11 refuses, the lab decodes):
+   bytes outside the grammar of a request line, a status line or a field line ("illegal
+   request line", "illegal status line", "illegal header line": a method that is not a
+   token, a control byte in a target or a field value, a version that is not
+   ``HTTP/1.x``, a status below 100); a missing or repeated ``Host`` (RFC 9112 §3.2); a
+   response transfer coding other than chunked (h11 supports no other; the lab reads the
+   body until the connection closes, as RFC 9112 §6.3 rule 4 says); a malformed
+   ``Content-Length`` beside ``Transfer-Encoding: chunked`` (which overrides it, §6.3 rule
+   3, so the lab does not read it). When h11 refuses the input, nothing more is compared.
+2. **Empty lines before a request line**: RFC 9112 §2.2 says a server SHOULD ignore at
+   least one; the lab does, h11 refuses them ("no request line received").
+3. **Obsolete line folding** (a field line starting with SP or HTAB, RFC 9112 §5.2): h11
+   joins it to the previous value; the lab refuses it.
+4. **A head of mixed line endings**: both accept lines ending in LF (RFC 9112 §2.2); h11
+   also ends a head at LF CRLF, where the lab looks for CRLF CRLF or LF LF, so the lab
+   waits for more (and at the end of the input says so) where h11 has read a head.
 5. **Chunked bodies**: what :mod:`lab.wire.chunked` documents (above) holds inside a
    message too.
+6. **What h11 reports**: ``Transfer-Encoding`` values lower-cased, and all the
+   ``Content-Length`` fields (which must agree) as one field, where the first was, in the
+   head and, as it treats trailer fields like header fields (point 9 of the chunked list),
+   among the trailers too; the lab's fields are compared after the same rewriting.
 """
 
 from __future__ import annotations
@@ -131,10 +139,13 @@ def compare_chunked(data: bytes, decoded: Decoded) -> str | None:
     status = _lab_status(decoded)
     segments = decoded.top
     if status == "ok" and theirs.status == "ok":
+        trailers = [
+            (_latin(s.name), _latin(s.value)) for s in segments if isinstance(s, TrailerField)
+        ]
         ours = _Body(
             "ok",
             b"".join(s.data for s in segments if isinstance(s, ChunkData)),
-            [(s.name, s.value) for s in segments if isinstance(s, TrailerField)],
+            [(n.encode("latin-1"), v.encode("latin-1")) for n, v in _as_h11_reports(trailers)],
             data[len(data) - decoded.unused :],
         )
         for what in ("data", "trailers", "unused"):
@@ -286,13 +297,15 @@ def compare_http1(data: bytes, decoded: Decoded) -> str | None:
             return f"message {i + 1}: h11 ended it where the lab is still reading it"
         for what in ("body", "trailers") if mine.ended else ("body",):
             a, b = getattr(mine, what), getattr(their, what)
+            if what == "trailers":
+                a = _as_h11_reports(a)
             if a != b and not (what == "body" and not mine.ended and b.startswith(a)):
                 return f"message {i + 1}: {what} differ: lab {a!r} / h11 {b!r}"
     return None
 
 
 def _as_h11_reports(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Point 5: the fields as h11 reports them: Transfer-Encoding lower-cased, and every
+    """Point 6: the fields as h11 reports them: Transfer-Encoding lower-cased, and every
     Content-Length field (all with the same value, or h11 refuses) one field of one value,
     where the first was."""
     out: list[tuple[str, str]] = []
