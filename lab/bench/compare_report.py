@@ -68,6 +68,7 @@ def plot(rows: Sequence[Row], path: Path, title: str) -> str | None:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
         from matplotlib.figure import Figure  # noqa: PLC0415
+        from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
     except ModuleNotFoundError:
         return "plot skipped: matplotlib is missing (pip install -e '.[plots]')"
     fig = Figure(figsize=(9, 5), layout="constrained")
@@ -80,6 +81,7 @@ def plot(rows: Sequence[Row], path: Path, title: str) -> str | None:
             ax.step(xs, ys, where="post", label=row.transport, marker=".", markersize=4)
     ax.set_xlabel("ms since the client began")
     ax.set_ylabel("tokens decoded")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
