@@ -20,17 +20,17 @@ The bytes can be given three ways (:func:`read_input`):
 The codecs (:data:`CODECS`), one entry each; the fuzzers (:mod:`lab.fuzz`) feed the same
 entries, so what ``lab decode`` shows is exactly what a fuzzing run checked:
 
-============  =================================================================================
-``chunked``   an HTTP/1.1 chunked body (RFC 9112 §7.1), :class:`~lab.wire.chunked.ChunkedDecoder`
-``http1``     HTTP/1.1 messages (RFC 9112): requests, or responses when the bytes start
-              ``HTTP/``; bodies framed as §6.3 says, SSE lines nested in an event stream
-``sse``       an event stream (WHATWG HTML §9.2), :class:`~lab.wire.sse.SSEDecoder`
-``h2frames``  HTTP/2 frames (RFC 9113 §4, §6) with their fields and HPACK fields nested; the
-              client's direction (the connection preface first) when the bytes start ``P``
-``hpack``     one HPACK field block (RFC 7541), decoded in a fresh context
-``websocket`` WebSocket frames (RFC 6455 §5) with their fields nested: what a client sends
-              (the server reads it) when the first frame is masked, else a server's
-============  =================================================================================
+=============  ================================================================================
+``chunked``    an HTTP/1.1 chunked body (RFC 9112 §7.1), :class:`~lab.wire.chunked.ChunkedDecoder`
+``http1``      HTTP/1.1 messages (RFC 9112): requests, or responses when the bytes start
+               ``HTTP/``; bodies framed as §6.3 says, SSE lines nested in an event stream
+``sse``        an event stream (WHATWG HTML §9.2), :class:`~lab.wire.sse.SSEDecoder`
+``h2frames``   HTTP/2 frames (RFC 9113 §4, §6) with their fields and HPACK fields nested; the
+               client's direction (the connection preface first) when the bytes start ``P``
+``hpack``      one HPACK field block (RFC 7541), decoded in a fresh context
+``websocket``  WebSocket frames (RFC 6455 §5) with their fields nested: what a client sends
+               (the server reads it) when the first frame is masked, else a server's
+=============  ================================================================================
 """
 
 from __future__ import annotations

@@ -19,18 +19,18 @@ a mutation engine of this package runs instead (:mod:`lab.fuzz.mutate`,
 Both start from the same seeds: the golden captures' streams and bodies and inputs written
 for what the captures lack (:mod:`lab.fuzz.seeds`).
 
-=========================  ===============================================================
-:mod:`lab.fuzz.checks`     the invariants, :class:`~lab.fuzz.checks.Target`, failures
-:mod:`lab.fuzz.targets`    the codecs under fuzzing: one entry each
-:mod:`lab.fuzz.ref_http1`  chunked and HTTP/1.1 messages against h11
-:mod:`lab.fuzz.ref_sse`    SSE against WHATWG HTML §9.2.6 and httpx-sse
-:mod:`lab.fuzz.ref_h2`     HTTP/2 frames against hyperframe, HPACK against hpack
+=============================  =============================================================
+:mod:`lab.fuzz.checks`         the invariants, :class:`~lab.fuzz.checks.Target`, failures
+:mod:`lab.fuzz.targets`        the codecs under fuzzing: one entry each
+:mod:`lab.fuzz.ref_http1`      chunked and HTTP/1.1 messages against h11
+:mod:`lab.fuzz.ref_sse`        SSE against WHATWG HTML §9.2.6 and httpx-sse
+:mod:`lab.fuzz.ref_h2`         HTTP/2 frames against hyperframe, HPACK against hpack
 :mod:`lab.fuzz.ref_websocket`  WebSocket frames against wsproto
-:mod:`lab.fuzz.seeds`      where the inputs start
-:mod:`lab.fuzz.mutate`     byte mutations and the shrinking of failing inputs
-:mod:`lab.fuzz.engine`     a run: the built-in engine, corpus, findings written out
-:mod:`lab.fuzz.libfuzzer`  the atheris engine, in a child process
-:mod:`lab.fuzz.server`     ``lab fuzz server``
-:mod:`lab.fuzz.command`    ``lab fuzz`` on the command line: progress, summary, replay
-=========================  ===============================================================
+:mod:`lab.fuzz.seeds`          where the inputs start
+:mod:`lab.fuzz.mutate`         byte mutations and the shrinking of failing inputs
+:mod:`lab.fuzz.engine`         a run: the built-in engine, corpus, findings written out
+:mod:`lab.fuzz.libfuzzer`      the atheris engine, in a child process
+:mod:`lab.fuzz.server`         ``lab fuzz server``
+:mod:`lab.fuzz.command`        ``lab fuzz`` on the command line: progress, summary, replay
+=============================  =============================================================
 """
