@@ -13,6 +13,7 @@ offset) and keeps every byte accounted for in some segment.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar, Final, Literal
@@ -22,6 +23,8 @@ from lab.wire.errors import ProtocolError
 from lab.wire.nested import BodyContent
 from lab.wire.segment import Segment
 from lab.wire.sse import SSEDecoder
+
+_DIGITS: Final = re.compile(r"[0-9]+")
 
 __all__ = [
     "MAX_HEAD_SIZE",
@@ -319,7 +322,8 @@ class MessageDecoder:
             return "close", "runs until the connection closes (non-chunked coding)"
         if cl:
             values = {v.strip() for c in cl for v in c.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
+            # 1*DIGIT, ASCII digits only (RFC 9110 §8.6): str.isdigit() also takes "²".
+            if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
                 raise HTTP1Error(f"invalid Content-Length {cl!r}", offset)
             self._remaining = int(values.pop())
             return "length", f"of {self._remaining} bytes (Content-Length)"

@@ -49,17 +49,7 @@ def summary(out: subprocess.CompletedProcess[str]) -> dict[str, int]:
     return {k: int(v.replace(",", "")) for k, v in found.groupdict().items() if k != "codec"}
 
 
-# A real bug the fuzzer found in lab.wire.http1 (a Content-Length or status of non-ASCII
-# digits such as '4¹2' passes str.isdigit() and then int() raises ValueError); a few
-# seconds may or may not hit it. To be removed with the fix.
-HTTP1_ISDIGIT = pytest.mark.xfail(
-    strict=False, reason="lab.wire.http1 takes str.isdigit() for ASCII digits (crash: ValueError)"
-)
-
-
-@pytest.mark.parametrize(
-    "codec", [pytest.param(c, marks=HTTP1_ISDIGIT) if c == "http1" else c for c in CODECS]
-)
+@pytest.mark.parametrize("codec", CODECS)
 def test_every_codec_runs_clean(codec: str, tmp_path: Path) -> None:
     corpus, findings = tmp_path / "corpus", tmp_path / "findings"
     out = lab(

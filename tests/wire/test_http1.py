@@ -138,6 +138,13 @@ def test_lone_lf_head_lines_are_accepted() -> None:
             0,
             "invalid Content-Length",
         ),
+        # Digits that are not ASCII (found by lab fuzz http1): refused, not a crash.
+        (
+            "response",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\xb92\r\n\r\n",
+            0,
+            "invalid Content-Length",
+        ),
         (
             "request",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
