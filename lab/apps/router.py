@@ -17,6 +17,7 @@ from lab.apps.poll import longpoll, poll, sse_tokens
 from lab.apps.sse import events, progress
 from lab.apps.stats import stats
 from lab.apps.viewer import viewer
+from lab.apps.ws import ws_tokens
 
 __all__ = ["ENDPOINTS", "Endpoint", "app", "index_text"]
 
@@ -63,6 +64,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         ("GET",), "/progress", progress, "/progress?n=5&interval_ms=25&fail_at=0",
         "SSE: named progress events, then a result event (or an error event at fail_at)",
+    ),
+    Endpoint(
+        ("GET", "CONNECT"), "/ws/tokens", ws_tokens, "/ws/tokens?n=8&interval_ms=25&prompt=hi",
+        "WebSocket (HTTP/1.1 Upgrade, or HTTP/2 extended CONNECT): one text message per "
+        "token, then [DONE], then close 1000; a text message 'stop' ends it early",
     ),
     Endpoint(
         ("GET",), "/trailers", trailers, "/trailers?n=4",

@@ -7,6 +7,11 @@ the connection's and the server's budgets, resets that spend from the control-fr
 budget, and the GOAWAY and SETTINGS frames the lab writes itself (§6.5, §6.8). Nothing
 here waits: frames go to the writer's queue (lab.server.h2writer), handlers are started
 by the connection once a whole read is processed.
+
+Extended CONNECT (RFC 8441): the server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL = 1
+(§3), and a request with ``:protocol`` is a tunnel: its handler starts at once (the
+request never ends), and its DATA waits in the stream's inbox for the WebSocket
+(lab.server.websocket_h2), credited back to the client as it is read.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from lab.server.h2input import (
     RawFrame,
     header_list_size,
 )
-from lab.server.h2stream import Stream
+from lab.server.h2stream import Stream, TunnelInbox
 from lab.server.h2writer import FrameWriter
 from lab.server.interface import Handler
 from lab.server.limits import Limits
@@ -74,6 +79,8 @@ class H2State:
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_head_size,
+                # RFC 8441 §3: WebSocket over HTTP/2, by extended CONNECT.
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
             },
         )
         # HPACK stops decoding past this (a connection error); between the advertised
@@ -149,6 +156,8 @@ class H2State:
                 self.live -= 1
 
     def _release(self, stream: Stream) -> None:
+        if stream.websocket is not None:
+            stream.websocket.stop()
         self._give_back(stream)
         stream.body = bytearray()
         self.mark_ended(stream)
@@ -219,7 +228,9 @@ class H2State:
             self._data(event)
         elif isinstance(event, h2.events.StreamEnded):
             stream = self.streams.get(event.stream_id)
-            if stream is not None and not stream.complete:
+            if stream is not None and stream.inbox is not None:
+                stream.inbox.end()  # a tunnel: the client closed its side (RFC 8441 §6)
+            elif stream is not None and not stream.complete:
                 stream.complete = True
                 if not stream.running:
                     self._start_stream(stream)
@@ -266,12 +277,31 @@ class H2State:
             )  # fmt: skip
         elif stream.complete:
             self._start_stream(stream)
+        elif (b":method", b"CONNECT") in fields and (protocol := dict(fields).get(b":protocol")):
+            # Extended CONNECT (RFC 8441 §4): the request is the start of a tunnel.
+            stream.protocol = protocol.decode("latin-1").lower()
+            stream.inbox = TunnelInbox()
+            self._start_stream(stream)
+
+    def _tunnel_data(self, stream: Stream, inbox: TunnelInbox, size: int, data: bytes) -> None:
+        """DATA on a tunnel: the connection's window is credited back at once, so that a
+        WebSocket that is not read holds up only its own stream; the stream's as the
+        WebSocket reads (lab.server.websocket_h2), padding at once."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            if size:
+                self.conn.increment_flow_control_window(size)
+            if size > len(data):
+                self.conn.increment_flow_control_window(size - len(data), stream.stream_id)
+        inbox.put(data)
 
     def _data(self, event: h2.events.DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is not None and stream.inbox is not None:
+            self._tunnel_data(stream, stream.inbox, event.flow_controlled_length, event.data or b"")
+            return
         # Flow-control credit goes back at once: the body is bounded by the limits below,
         # not by the window.
         self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-        stream = self.streams.get(event.stream_id)
         if stream is None or stream.complete or stream.status_override is not None:
             return
         data = event.data or b""

@@ -10,7 +10,7 @@ END_STREAM or RST_STREAM or the client resets it. :class:`H2Response` maps
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import h2.connection
 import trio
@@ -18,7 +18,10 @@ import trio
 from lab.server.connection import SERVER_NAME, ConnectionState
 from lab.server.interface import Headers
 
-__all__ = ["H2Response", "Stalled", "Stream"]
+if TYPE_CHECKING:
+    from lab.server.websocket import ServerWebSocket
+
+__all__ = ["H2Response", "Stalled", "Stream", "TunnelInbox"]
 
 # Header fields that are HTTP/1.1 connection management; HTTP/2 forbids them
 # (RFC 9113 §8.2.2), so they are dropped from what a handler sets.
@@ -29,6 +32,36 @@ _CONNECTION_SPECIFIC: Final = frozenset(
 
 class Stalled(Exception):
     """A stream's send waited longer than the send timeout for flow-control window."""
+
+
+class TunnelInbox:
+    """The DATA of an extended CONNECT stream (RFC 8441 §4) that its WebSocket has not read.
+
+    Bounded by the stream's flow-control window (RFC 9113 §5.2): the connection gives the
+    client credit for the stream's bytes only as they are taken from here.
+    """
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self.ended = False  # the client sent END_STREAM
+        self._ready = trio.Event()
+
+    def put(self, data: bytes) -> None:
+        self._data += data
+        self._ready.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self._ready.set()
+
+    async def take(self) -> bytes:
+        """Everything received so far, waiting for some; b"" once the client ended."""
+        while not self._data and not self.ended:
+            self._ready = trio.Event()
+            await self._ready.wait()
+        data = bytes(self._data)
+        self._data.clear()
+        return data
 
 
 @dataclass(eq=False)
@@ -45,6 +78,11 @@ class Stream:
     body_deadline: float = 0.0  # when a request body that stopped coming times out
     held: int = 0  # request body bytes this stream counts in the connection's budget
     status_override: tuple[int, str] | None = None  # answer this instead of the handler
+    # An extended CONNECT (RFC 8441 §4): its :protocol, its DATA until the handler reads
+    # it, and the WebSocket once the handler accepted one.
+    protocol: str = ""
+    inbox: TunnelInbox | None = None
+    websocket: ServerWebSocket | None = None
 
 
 class _Owner(Protocol):
@@ -83,8 +121,8 @@ class H2Response:
         await self._owner.flush()
 
     async def send(self, data: bytes) -> None:
-        if not self._stream.started:
-            raise RuntimeError("send() before start()")
+        if not self._stream.started or self._stream.websocket is not None:
+            raise RuntimeError("send() before start(), or on a WebSocket")
         if data:
             await self._owner.send_data(self._stream, data)
 

@@ -37,6 +37,8 @@ from lab.server.interface import (
     send_text,
 )
 from lab.server.limits import Limits
+from lab.server.websocket import ServerWebSocket
+from lab.server.websocket_http1 import accept, upgrade_of
 
 __all__ = ["serve_http1"]
 
@@ -72,11 +74,18 @@ def _reason(status: int) -> bytes:
 class _H1Response:
     """:class:`lab.server.interface.ResponseStream` over one h11 connection."""
 
-    def __init__(self, owner: _H1Connection, *, close: bool) -> None:
+    def __init__(
+        self, owner: _H1Connection, *, close: bool, request: h11.Request | None = None
+    ) -> None:
         self._owner = owner
         self._close = close
         self.started = False
         self.ended = False
+        # For accept_websocket() (lab.server.websocket_http1): the request, and the
+        # nursery the handler runs in, where the WebSocket's reader runs beside it.
+        self.request = request
+        self.nursery: trio.Nursery | None = None
+        self.websocket: ServerWebSocket | None = None
 
     async def start(self, status: int, headers: Headers = ()) -> None:
         if self.started:
@@ -92,8 +101,8 @@ class _H1Response:
         )
 
     async def send(self, data: bytes) -> None:
-        if not self.started:
-            raise RuntimeError("send() before start()")
+        if not self.started or self.websocket is not None:
+            raise RuntimeError("send() before start(), or on a WebSocket")
         if data:
             await self._owner.send(h11.Data(data=data))
             self._owner.body_sent += len(data)
@@ -101,9 +110,17 @@ class _H1Response:
     async def end(self, trailers: Headers = ()) -> None:
         if self.ended:
             return
+        if self.websocket is not None:
+            await self.websocket.close()  # returned with the WebSocket open: 1000
+            self.ended = True
+            return
         self.ended = True
         fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in trailers]
         await self._owner.send(h11.EndOfMessage(headers=fields))
+
+    async def accept_websocket(self, headers: Headers = ()) -> ServerWebSocket:
+        self.websocket = await accept(self._owner, self, headers)
+        return self.websocket
 
 
 class _H1Connection:
@@ -125,6 +142,9 @@ class _H1Connection:
         # yet) and the body bytes handed to h11 so far.
         self.status = 0
         self.body_sent = 0
+        # The disconnect watch of the response being written, which a WebSocket stops.
+        self._watch_scope = trio.CancelScope()
+        self._watch_done = trio.Event()
 
     # -- sending ---------------------------------------------------------------------
 
@@ -255,10 +275,12 @@ class _H1Connection:
         nursery, and an error reply is written outside any ``except`` clause, so that a
         failure of that reply (the client left meanwhile) is an ordinary _Abort.
         """
-        response = _H1Response(self, close=self.state.closing)
+        response = _H1Response(self, close=self.state.closing, request=request)
         outcome: BaseException | None = None
+        self._watch_scope, self._watch_done = trio.CancelScope(), trio.Event()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_for_disconnect, nursery.cancel_scope)
+            response.nursery = nursery
             try:
                 req = make_request(
                     request.method.decode("ascii"),
@@ -270,6 +292,7 @@ class _H1Connection:
                     peer=self.state.peer,
                     background=self.state.background,
                     feed=self.state.feed,
+                    upgrade=upgrade_of(request.headers),
                 )
                 await self.app(req, response)
                 if not response.started:
@@ -277,6 +300,9 @@ class _H1Connection:
                 await response.end()
             except Exception as exc:
                 outcome = exc
+            if response.websocket is not None and outcome is not None:
+                outcome = await response.websocket.conclude(outcome)
+                response.ended = outcome is None
             nursery.cancel_scope.cancel()
         if self.state.client_gone or outcome is None:
             if self.state.client_gone or not response.ended:
@@ -309,24 +335,32 @@ class _H1Connection:
 
     async def _watch_for_disconnect(self, cancel_scope: trio.CancelScope) -> None:
         kept = 0
-        try:
-            while kept <= self.limits.max_pipelined_bytes:
-                data = await self.stream.receive_some(self.limits.receive_size)
-                if not data:
-                    break
-                # Pipelined bytes: h11 keeps them until start_next_cycle().
-                self.h11.receive_data(data if type(data) is bytes else bytes(data))
-                self.fed += len(data)
-                kept += len(data)
-            else:
-                # Enough buffered; stop reading until this response is done.
-                await trio.sleep_forever()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        # EOF (or a broken stream) while the response is still going: the client left.
-        # The lab treats a half-close as leaving too, as most servers do.
-        self.state.client_gone = True
-        cancel_scope.cancel()
+        with self._watch_scope:  # stop_watching() ends the watch
+            try:
+                while kept <= self.limits.max_pipelined_bytes:
+                    data = await self.stream.receive_some(self.limits.receive_size)
+                    if not data:
+                        break
+                    # Pipelined bytes: h11 keeps them until start_next_cycle().
+                    self.h11.receive_data(data if type(data) is bytes else bytes(data))
+                    self.fed += len(data)
+                    kept += len(data)
+                else:
+                    # Enough buffered; stop reading until this response is done.
+                    await trio.sleep_forever()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            # EOF (or a broken stream) while the response is still going: the client
+            # left. The lab treats a half-close as leaving too, as most servers do.
+            self.state.client_gone = True
+            cancel_scope.cancel()
+        self._watch_done.set()
+
+    async def stop_watching(self) -> None:
+        """End the disconnect watch (a WebSocket reads the stream from now on); what it
+        read is in h11's buffer (a cancelled receive reads nothing)."""
+        self._watch_scope.cancel()
+        await self._watch_done.wait()
 
     async def reject(self, status: int, message: str, headers: Headers = ()) -> None:
         """Send an error response if h11 still allows one, then linger and close."""

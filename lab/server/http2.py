@@ -79,6 +79,8 @@ from lab.server.interface import (
     send_text,
 )
 from lab.server.limits import Limits
+from lab.server.websocket import ServerWebSocket
+from lab.server.websocket_h2 import accept
 
 __all__ = ["PREFACE", "serve_h2"]
 
@@ -128,7 +130,7 @@ class _H2Connection(H2State):
         method, path, headers = self._request(stream)
         self.state.request_read(method, path)
         where = f"{self.state.label} stream {stream.stream_id} {method} {path[:200]}"
-        response = _Counted(H2Response(self, stream), stream)
+        response = _Counted(H2Response(self, stream), stream, self)
         outcome: BaseException | None = None
         started = trio.current_time()
         try:
@@ -141,6 +143,7 @@ class _H2Connection(H2State):
                         method, path, headers, body, "h2", local=self.state.local,
                         peer=self.state.peer, background=self.state.background,
                         feed=self.state.feed,
+                        upgrade="websocket" if stream.protocol == "websocket" else "",
                     )  # fmt: skip
                     del body
                     await self.app(request, response)
@@ -149,6 +152,8 @@ class _H2Connection(H2State):
                     await response.end()
                 except Exception as exc:
                     outcome = exc
+                if response.websocket is not None and outcome is not None:
+                    outcome = await response.websocket.conclude(outcome)
             with boundary(where) as fault:
                 await self._conclude(stream, response, outcome, where)
             if fault:
@@ -441,12 +446,14 @@ class _H2Connection(H2State):
 class _Counted:
     """A stream's response as the handler writes it, noting what its log line says."""
 
-    def __init__(self, response: H2Response, stream: Stream) -> None:
+    def __init__(self, response: H2Response, stream: Stream, owner: _H2Connection) -> None:
         self._response = response
         self._stream = stream
+        self._owner = owner
         self.status = 0  # 0: no response started
         self.sent = 0  # body bytes handed to the connection
         self.complete = False  # ended with END_STREAM (not reset, not cut)
+        self.websocket: ServerWebSocket | None = None
 
     async def start(self, status: int, headers: Headers = ()) -> None:
         await self._response.start(status, headers)
@@ -456,7 +463,18 @@ class _Counted:
         await self._response.send(data)
         self.sent += len(data)
 
+    async def accept_websocket(self, headers: Headers = ()) -> ServerWebSocket:
+        assert self._owner._nursery is not None
+        spawn = self._owner._nursery.start_soon
+        self.websocket = await accept(self._owner, self._stream, headers, spawn)
+        self.status = 200
+        return self.websocket
+
     async def end(self, trailers: Headers = ()) -> None:
+        if self.websocket is not None:
+            await self.websocket.close()  # returned with the WebSocket open: 1000
+            self.complete = self.websocket.ending == "clean"
+            return
         if self._stream.ended:
             return  # reset, or ended already
         try:

@@ -5,6 +5,14 @@ HTTP/1.1 server maps :class:`ResponseStream` onto h11 events (each ``send`` beco
 chunk of a chunked body, or a slice of a Content-Length body); the HTTP/2 server maps it
 onto HEADERS / DATA frames. An endpoint never sees which protocol carried it, which is what
 lets the lab show the same reply framed both ways.
+
+WebSocket is part of the same interface. A request that asks for one has
+``request.upgrade == "websocket"``: an HTTP/1.1 ``GET`` with ``Upgrade: websocket`` (RFC
+6455 §4.1), or an HTTP/2 extended CONNECT with ``:protocol websocket`` (RFC 8441 §4). A
+handler that serves WebSockets calls ``ws = await response.accept_websocket()`` instead of
+``start``: the server checks the handshake (a bad one raises :class:`HTTPError` 400, or
+426 for a version other than 13), answers 101 or 200, and returns a :class:`WebSocket`.
+Every other handler answers such a request as any other (404, 405, 426 ...).
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from lab.wire.websocket_segments import Message
+
 if TYPE_CHECKING:
     from lab.capture.live import LiveFeed
 
@@ -22,8 +32,11 @@ __all__ = [
     "Background",
     "HTTPError",
     "Handler",
+    "Message",
     "Request",
     "ResponseStream",
+    "WebSocket",
+    "WebSocketClosed",
     "make_request",
     "send_text",
 ]
@@ -62,6 +75,9 @@ class Request:
     # brackets): which address the client reached, for virtual hosting and Host checks.
     local: str = ""
     peer: str = ""  # the client's end, "host:port"
+    # "websocket" when the request asks for a WebSocket (an HTTP/1.1 Upgrade, RFC 6455
+    # §4.1, or an HTTP/2 extended CONNECT, RFC 8441 §4): see ResponseStream.accept_websocket.
+    upgrade: str = ""
     background: Background = field(default_factory=NoBackground, repr=False, compare=False)
     # The server's live feed when its wire viewer is on (lab.capture.live), else None.
     feed: LiveFeed | None = field(default=None, repr=False, compare=False)
@@ -78,7 +94,7 @@ class Request:
 def make_request(
     method: str, target: str, headers: Headers, body: bytes, protocol: str,
     *, local: str = "", peer: str = "", background: Background | None = None,
-    feed: LiveFeed | None = None,
+    feed: LiveFeed | None = None, upgrade: str = "",
 ) -> Request:  # fmt: skip
     try:
         parts = urlsplit(target)
@@ -97,6 +113,7 @@ def make_request(
         protocol=protocol,
         local=local,
         peer=peer,
+        upgrade=upgrade,
         background=background if background is not None else NoBackground(),
         feed=feed,
     )
@@ -115,6 +132,59 @@ class ResponseStream(Protocol):
     async def send(self, data: bytes) -> None: ...
 
     async def end(self, trailers: Headers = ()) -> None: ...
+
+    async def accept_websocket(self, headers: Headers = ()) -> WebSocket:
+        """Accept the WebSocket ``request.upgrade`` asks for, instead of ``start``: 101 with
+        Sec-WebSocket-Accept over HTTP/1.1 (RFC 6455 §4.2.2), 200 over HTTP/2 (RFC 8441
+        §5), ``headers`` added. Raises :class:`HTTPError` (400; 426 with
+        Sec-WebSocket-Version: 13 for another version) when the handshake is not valid, so
+        the handler that lets it propagate answers it."""
+        ...
+
+
+class WebSocketClosed(Exception):
+    """The WebSocket connection is closed, or closing: raised by every call on it after.
+
+    ``code`` and ``reason`` are the Close frame's the peer sent (RFC 6455 §7.1.5, §7.1.6);
+    when the server closed first and the peer's Close has not come, the server's own;
+    1005 when the peer's Close carried no code; 1006 when the connection ended without
+    one (the peer left, or stopped answering).
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"WebSocket closed: {self.code}" + (f" {self.reason!r}" if self.reason else "")
+
+
+class WebSocket(Protocol):
+    """An accepted WebSocket connection, the same over HTTP/1.1 and HTTP/2.
+
+    The server reads it all the time: it answers a Ping with a Pong (§5.5.2), answers
+    the peer's Close with a Close and closes the connection (§5.5.1, §7.1.2), fails the
+    connection on bad input with the close code RFC 6455 names (1002, 1007, 1009), and
+    closes one idle past ``Limits.ws_idle_timeout`` with 1001. Messages wait for
+    :meth:`receive` in a bounded queue. Once the connection is closed every method but
+    :meth:`close` raises :class:`WebSocketClosed`, and a handler still running is
+    cancelled after ``Limits.ws_close_timeout``. A handler that returns with the
+    connection open has it closed for it (1000); one that fails, with 1011.
+    """
+
+    async def receive(self) -> Message:
+        """The next whole message: ``type`` "text" (``data`` a str) or "binary" (bytes)."""
+        ...
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Send Close (§5.5.1), wait for the peer's (at most ``Limits.ws_close_timeout``),
+        then close the connection. Does nothing once it is closed."""
+        ...
 
 
 Handler = Callable[[Request, ResponseStream], Awaitable[None]]

@@ -78,6 +78,31 @@ class Limits:
     # HTTP/2: bytes queued for a client that does not read what the server owes it (PING
     # ACKs, SETTINGS ACKs) before the server stops reading from that client.
     h2_max_write_backlog: int = 256 * 1024
+    # WebSocket (RFC 6455; over HTTP/2, RFC 8441): the largest message the server takes,
+    # reassembled from its fragments. RFC 6455 sets none and asks for one (§10.4); the
+    # lab's clients send a word ("stop"), so 1 MiB, the request body limit, is far above
+    # any of them. Past it the connection fails with close code 1009 (§7.4.1), decided on
+    # the frame header, before its payload is held.
+    ws_max_message_size: int = 1024 * 1024
+    # WebSocket: frames one message may come in (§5.4). Empty CONTINUATION frames cost
+    # the server work without growing the message, so the size limit alone does not stop
+    # them; 1,024 is a maximal message in 1 KiB fragments. Past it: close code 1009.
+    ws_max_frames_per_message: int = 1024
+    # WebSocket: whole messages received and not yet read by the handler. Past it the
+    # server stops reading (back-pressure: the TCP window, or the HTTP/2 stream's flow-
+    # control window), so a handler that is busy holds at most this many messages.
+    ws_max_queued_messages: int = 16
+    # WebSocket: how long a connection may carry no frame in either direction before the
+    # server closes it with 1001 (going away). 60 s is nginx's proxy_read_timeout, which
+    # WebSocket clients are built to stay within (the websockets library pings every 20 s;
+    # browsers never ping, but a page that streams sends or receives something).
+    ws_idle_timeout: float = 60.0
+    # WebSocket closing handshake (§5.5.1, §7.1.1): how long the server waits for the
+    # peer's Close after sending its own (then it closes the TCP connection, or resets the
+    # HTTP/2 stream), and how long a handler may run on once the connection is closed
+    # (then it is cancelled). A working peer answers within a round trip; 2 s is the
+    # lingering close's wait (linger_timeout).
+    ws_close_timeout: float = 2.0
     # The live wire viewer (Server(viewer=True), GET /lab/): what it keeps of the
     # connections it shows, so that watching a server never costs it more than a few MiB.
     # Connections kept at once, oldest dropped first (the page says which): a screenful

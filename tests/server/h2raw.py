@@ -163,7 +163,7 @@ def server_settings(
     """What the lab's server announces in its first SETTINGS frame."""
     return ("SETTINGS", False, {
         HEADER_TABLE_SIZE: 4096, ENABLE_PUSH: 0, INITIAL_WINDOW_SIZE: 65535,
-        MAX_FRAME_SIZE: 16384, ENABLE_CONNECT_PROTOCOL: 0,
+        MAX_FRAME_SIZE: 16384, ENABLE_CONNECT_PROTOCOL: 1,
         MAX_HEADER_LIST_SIZE: max_head_size, MAX_CONCURRENT_STREAMS: max_concurrent_streams,
     })  # fmt: skip
 

@@ -112,7 +112,7 @@ def test_the_preface_exchange_byte_for_byte(protocol: str) -> None:
             raw = await RawH2.open(server, protocol, client_start())
             await raw.until(lambda fs: len(fs) >= 2)
             expected = settings(
-                (0x1, 4096), (0x2, 0), (0x4, 65535), (0x5, 16384), (0x8, 0),
+                (0x1, 4096), (0x2, 0), (0x4, 65535), (0x5, 16384), (0x8, 1),
                 (0x6, limits.max_head_size), (0x3, limits.h2_max_concurrent_streams),
             ) + settings(ack=True)  # fmt: skip
             assert bytes(raw.raw) == expected
