@@ -1,5 +1,5 @@
 """``python -m lab`` / ``lab``: serve, scenarios, capture, show, decode, tour, bench, fuzz,
-proxy, notebooks."""
+proxy, probe, tap, notebooks."""
 
 from __future__ import annotations
 
@@ -26,11 +26,14 @@ from lab.capture.store import NOISE, save_capture
 from lab.capture.views import CLOCKS, render
 from lab.decode import CODECS, INPUT_MODES, InputError, decode, load_input, render_decoded
 from lab.fuzz import command as fuzz_command
+from lab.probe import command as probe_command
 from lab.progress import progress
 from lab.proxy import command as proxy_command
 from lab.scenarios import SCENARIOS, get
 from lab.server import Limits, serve_tcp
 from lab.server.tls import make_tls
+from lab.tapcmd import add_arguments as add_tap_arguments
+from lab.tapcmd import run as run_tap
 from lab.tour import UnknownScenario, choose, contents, interactive, run_tour, run_with_progress
 
 __all__ = ["COLORS", "VIEWS", "main"]
@@ -357,6 +360,17 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return fuzz_command.run(args, _console(), progress)
 
 
+# -- probe / tap ---------------------------------------------------------------------
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    return probe_command.run(args, _console(args.color))
+
+
+def cmd_tap(args: argparse.Namespace) -> int:
+    return run_tap(args, _console())
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -504,6 +518,24 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     fuzz_command.add_arguments(p)
     p.set_defaults(func=cmd_fuzz)
+
+    p = sub.add_parser(
+        "probe", help="one request to any server, its bytes annotated as they arrive (curl -v)",
+        description="Send one request (HTTP/1.1, h2c, or HTTPS with ALPN h2/http1.1), or "
+        "read as an EventSource (--sse), showing each protocol unit as it arrives; the "
+        "trace is saved as .trace and .pcapng (lab.probe).",
+    )  # fmt: skip
+    probe_command.add_arguments(p, COLORS, COLOR_HELP)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser(
+        "tap", help="a recording relay between any client and any server (--tls: decrypt)",
+        description="Listen on 127.0.0.1, relay each connection to HOST:PORT and record "
+        "both directions; one line per request, one .trace and .pcapng per connection; "
+        "--tls terminates TLS with a local CA's certificate (lab.tapcmd).",
+    )  # fmt: skip
+    add_tap_arguments(p)
+    p.set_defaults(func=cmd_tap)
 
     p = sub.add_parser(
         "notebooks", help="open the lessons in JupyterLab on 127.0.0.1", add_help=False,

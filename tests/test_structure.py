@@ -135,7 +135,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("lab.server", "lab.client"),
     ("lab.apps",),
     ("lab.attacks",),
-    ("lab.decode",),  # any bytes through one codec of lab.wire, shown annotated
+    # any bytes through one codec of lab.wire, shown annotated; one request to any server,
+    # shown live (lab probe); a recording relay in front of any server (lab tap)
+    ("lab.decode", "lab.probe", "lab.tapcmd"),
     ("lab.bench", "lab.scenarios", "lab.proxy", "lab.fuzz"),
     ("lab.notebook", "lab.lessons", "lab.tour"),
     ("lab.cli",),
