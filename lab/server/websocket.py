@@ -188,8 +188,15 @@ class ServerWebSocket:
         return None
 
     def stop(self) -> None:
-        """The handler is over and the connection is done: end the reader now."""
+        """The handler is over and the stream is done: end the reader now. A WebSocket
+        not closed yet ended with what carried it (the client left, reset the stream, or
+        the server cut it off)."""
         self._scope.cancel()
+        if not self._finished:
+            self._finished = True
+            self.ending = "abort"
+            self.done.set()
+            self._log_end()
 
     # -- sending ---------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ budgets of lab.server.h2input apply to the stream as to any other.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -46,6 +47,8 @@ from lab.server.websocket import Ending, ServerWebSocket, TransportClosed
 from lab.wire.websocket_handshake import VERSION, extended_connect_problems
 
 __all__ = ["accept"]
+
+log = logging.getLogger("lab.server")
 
 ErrorCodes = h2.errors.ErrorCodes
 _STREAM_GONE = (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError)
@@ -131,7 +134,13 @@ class _Transport:
     async def send(self, data: bytes) -> None:
         try:
             await self._owner.send_data(self._stream, data)
-        except (Stalled, Gone, *_STREAM_GONE):
+        except Stalled:
+            log.info(
+                "%s: no flow-control window for %ss: cut off",
+                self.label, self._owner.limits.send_timeout,
+            )  # fmt: skip
+            raise TransportClosed from None
+        except (Gone, *_STREAM_GONE):
             raise TransportClosed from None
 
     async def finish(self, ending: Ending) -> None:
