@@ -90,12 +90,15 @@ class Limits:
     ws_max_frames_per_message: int = 1024
     # WebSocket: whole messages received and not yet read by the handler. Past it the
     # server stops reading (back-pressure: the TCP window, or the HTTP/2 stream's flow-
-    # control window), so a handler that is busy holds at most this many messages.
+    # control window), so a handler that is busy holds at most this many messages. 16 is
+    # the websockets library's max_queue.
     ws_max_queued_messages: int = 16
     # WebSocket: how long a connection may carry no frame in either direction before the
     # server closes it with 1001 (going away). 60 s is nginx's proxy_read_timeout, which
     # WebSocket clients are built to stay within (the websockets library pings every 20 s;
-    # browsers never ping, but a page that streams sends or receives something).
+    # browsers never ping, but a page that streams sends or receives something). Also how
+    # long a message may wait for a handler whose queue is full (then 1011: the server
+    # reads nothing meanwhile, so it cannot tell whether the peer is still there).
     ws_idle_timeout: float = 60.0
     # WebSocket closing handshake (§5.5.1, §7.1.1): how long the server waits for the
     # peer's Close after sending its own (then it closes the TCP connection, or resets the

@@ -20,7 +20,8 @@ here, and is the same:
   a Close echoing its code, then the connection is closed; a Close the server sends waits
   for the peer's at most ``ws_close_timeout``, then the connection is cut.
 - **Limits**: the message size and frames per message (1009), idle (1001 after
-  ``ws_idle_timeout`` with no frame either way), shutdown (1001).
+  ``ws_idle_timeout`` with no frame either way), shutdown (1001), a handler that leaves
+  a full queue unread for ``ws_idle_timeout`` (1011).
 - **Sends are whole frames**: one lock, so a Pong never lands inside a message frame.
 
 A handler still running once the connection is closed gets :class:`WebSocketClosed` from
@@ -114,7 +115,6 @@ class ServerWebSocket:
         self.sent_close: tuple[int, str] | None = None
         self._sent_close_at = 0.0
         self.received_close: tuple[int, str] | None = None
-        self._peer_close = trio.Event()
         self._finished = False
         self.done = trio.Event()  # the connection under the WebSocket is closed
         self.ending: Ending | None = None
@@ -230,13 +230,17 @@ class ServerWebSocket:
             self.done.set()
             self._log_end()
 
-    async def _cut(self) -> None:
-        """The peer did not answer the server's Close in time: cut the connection off."""
+    async def _cut(self, *, by_reader: bool = False) -> None:
+        """The peer did not answer the server's Close in time: cut the connection off
+        (and stop the reader, unless it is the caller)."""
+        if self._finished:
+            return
         log.info(
             "%s: no Close frame in answer within %ss: connection cut",
             self._t.label, self._limits.ws_close_timeout,
         )  # fmt: skip
-        self._reader_scope.cancel()
+        if not by_reader:
+            self._reader_scope.cancel()
         await self._finish("abort")
 
     def _log_end(self) -> None:
@@ -251,7 +255,7 @@ class ServerWebSocket:
 
     async def run(self) -> None:
         """The server's tasks for this WebSocket: the reader, and the shutdown watch."""
-        with self._scope, boundary(f"{self._t.label} WebSocket") as fault:
+        with self._scope, boundary(self._t.label) as fault:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_then_release, nursery.cancel_scope)
                 nursery.start_soon(self._shutdown_watch)
@@ -317,7 +321,7 @@ class ServerWebSocket:
                     return b""
             now = trio.current_time()
             if closing and now >= deadline:
-                await self._cut()
+                await self._cut(by_reader=True)
                 return None
             if not closing and now >= self._last + self._limits.ws_idle_timeout:
                 idle = self._limits.ws_idle_timeout
@@ -368,8 +372,20 @@ class ServerWebSocket:
                 self.messages_in += 1
                 # Back-pressure: a full queue stops the reading here. Once no one reads
                 # any more (a Close was sent), the message is dropped.
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                idle = self._limits.ws_idle_timeout
+                with (
+                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                    trio.move_on_after(idle) as waited,
+                ):
                     await self._queue_in.send(frame.message)
+                if waited.cancelled_caught:
+                    # The handler took no message for that long: nothing here can tell
+                    # whether the peer is still there. 1011, as the websockets library
+                    # closes when its reading stalls (its keepalive ping goes unanswered).
+                    await self._fail(
+                        CloseCode.INTERNAL_ERROR, f"the handler read no message for {idle:g} s"
+                    )
+                    return False
             return True
         if frame.opcode == Opcode.PING:
             if self.sent_close is None:  # §5.5.2: unless a Close was sent already

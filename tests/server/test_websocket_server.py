@@ -447,6 +447,44 @@ def test_a_handler_that_does_not_read_holds_the_client_back_by_flow_control(
     run(main)
 
 
+def never_reads(gate: trio.Event) -> Handler:
+    """Accepts, then waits for ``gate`` without reading."""
+
+    async def handler(request: Request, response: ResponseStream) -> None:
+        await response.accept_websocket()
+        await gate.wait()
+
+    return handler
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_handler_that_leaves_its_queue_full_gets_1011(protocol: str) -> None:
+    limits = Limits(ws_max_queued_messages=2, ws_idle_timeout=9.0)
+
+    async def main() -> None:
+        gate = trio.Event()
+        async with server_for(protocol, never_reads(gate), limits) as server:
+            ws = await WSClient.open(server, protocol, "/ws/never")
+            for i in range(4):  # two queued, one waiting for room, one not read at all
+                await ws.send_text(f"message {i}")
+            started = trio.current_time()
+            messages, close = await ws.until_close()
+            assert messages == []
+            assert close is not None
+            assert (close.code, close.reason) == (1011, "the handler read no message for 9 s")
+            assert trio.current_time() - started >= limits.ws_idle_timeout
+            gate.set()
+            if is_h2(protocol):
+                assert await ws.until_reset() == NO_ERROR
+            else:
+                assert await ws.until_end() == []
+            await ws.conn.close()
+            with trio.fail_after(5):
+                await server.wait_no_connections()
+
+    run(main, autojump=True)
+
+
 @pytest.mark.parametrize("protocol", H2_PROTOCOLS)
 def test_empty_data_frames_on_a_websocket_stream_spend_the_control_budget(
     protocol: str,
