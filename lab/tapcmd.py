@@ -188,8 +188,8 @@ class _Tap:
                     break
             nursery.cancel_scope.cancel()
         self._say(
-            f"lab tap: stopped after {relay.accepted} connections; {self.written} traces "
-            f"written to {self.out}/"
+            f"lab tap: stopped after {_count(relay.accepted, 'connection')}; "
+            f"{_count(self.written, 'trace')} written to {self.out}/"
         )
 
     def _recorder(self) -> Recorder:
