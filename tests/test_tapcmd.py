@@ -197,3 +197,44 @@ def test_command_line_errors(tmp_path: Path) -> None:
     assert busy.stderr.splitlines() == [
         f"lab tap: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_the_log_follows_pipelined_requests_and_an_upgrade(tmp_path: Path) -> None:
+    # Two requests in one send (HTTP/1.1 pipelining, RFC 9112 §9.3.2), answered in order,
+    # each framed by its Content-Length; then a WebSocket upgrade: 101, after which the
+    # connection is not HTTP/1.1 any more. (HEAD, whose answer has a Content-Length and no
+    # body, is in tests/interop/test_probe_peers.py: the lab's server does not serve it.)
+    pipelined = (
+        b"GET /fixed?size=3 HTTP/1.1\r\nhost: tap\r\n\r\n"
+        b"GET /fixed?size=5 HTTP/1.1\r\nhost: tap\r\n\r\n"
+    )
+    upgrade = (
+        b"GET /ws/tokens?n=1&interval_ms=0 HTTP/1.1\r\nhost: tap\r\nupgrade: websocket\r\n"
+        b"connection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"sec-websocket-version: 13\r\n\r\n"
+    )
+    with server_in_thread() as server, running_tap(server, tmp_path / "taps") as (tap, url):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=LINE_WAIT) as sock:
+            sock.sendall(pipelined)
+            first = tap.wait_for(r"c1 http/1\.1 GET /fixed\?size=3 → 200 (\d+) B [\d.]+ ms$")
+            second = tap.wait_for(r"c1 http/1\.1 GET /fixed\?size=5 → 200 (\d+) B [\d.]+ ms$")
+            sock.sendall(upgrade)
+            ws = tap.wait_for(
+                r"c1 http/1\.1 GET /ws/tokens\?n=1&interval_ms=0 → 101 (\d+) B [\d.]+ ms "
+                r"\(upgraded\)$"
+            )
+        tap.wait_for(r"c1 closed: 3 requests")
+        assert tap.stop().returncode == 0
+    answers = only_trace(tmp_path / "taps").server_to_client()
+    # The log's sizes tile the responses: two heads with their bodies, the 101's head.
+    sizes = [int(m.group(1)) for m in (first, second, ws)]
+    assert answers[: sizes[0]].startswith(b"HTTP/1.1 200 ")
+    assert answers[: sizes[0]].endswith(b"\r\n\r\nstr")
+    rest = answers[sizes[0] :]
+    assert rest[: sizes[1]].startswith(b"HTTP/1.1 200 ")
+    assert rest[: sizes[1]].endswith(b"\r\n\r\nstrea")
+    rest = rest[sizes[1] :]
+    assert rest.startswith(b"HTTP/1.1 101 ")
+    assert rest[: sizes[2]].endswith(b"\r\n\r\n")
+    assert b"\r\n\r\n" not in rest[: sizes[2] - 4]  # one head, no more

@@ -243,13 +243,14 @@ class RequestLog:
                 current.start = seg.start
             if seg.status >= 200 or seg.status == 101:
                 current.status = seg.status
-            if seg.status == 101:
-                # The connection now speaks another protocol: the request is complete.
+        elif isinstance(seg, HeadEnd) and current.status is not None:
+            if current.status == 101:
+                # The connection now speaks another protocol (RFC 9110 §15.2.2): the
+                # request is complete, and what follows is not for this log.
                 self._pending.popleft()
                 self._report(current, t, complete=True, how="upgraded", end=seg.end)
                 self.stopped = f"upgraded to another protocol after request {current.number}"
-        elif isinstance(seg, HeadEnd) and current.status is not None:
-            if seg.framing.startswith("absent"):
+            elif seg.framing.startswith("absent"):
                 self._done(current, t, seg.end)
             elif seg.framing.startswith("of "):
                 current.remaining = int(seg.framing.split()[1])

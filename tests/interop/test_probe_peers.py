@@ -163,7 +163,12 @@ def test_clients_through_the_tap_to_uvicorn(starlette: tuple[int, Path], tmp_pat
     curl = require_tool("curl", "curl")
     port, gate = starlette
     gate.touch()  # /held streams straight through
-    request = b"GET /plain HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    # Pipelined (RFC 9112 §9.3.2): the answer to HEAD has a Content-Length and no body
+    # (RFC 9110 §9.3.2), so the tap's log must know the method to find the next response.
+    request = (
+        b"HEAD /plain HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+        b"GET /plain HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )
     with LabProcess("tap", "--listen", "0", "--to", f"127.0.0.1:{port}",
                     "--out", str(tmp_path)) as tap:  # fmt: skip
         tap_port = int(tap.wait_for(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
@@ -186,7 +191,8 @@ def test_clients_through_the_tap_to_uvicorn(starlette: tuple[int, Path], tmp_pat
             by_socket = b""
             while data := sock.recv(65536):
                 by_socket += data
-        tap.wait_for(r"c3 http/1\.1 GET /plain → 200 \d+ B [\d.]+ ms$")
+        head = tap.wait_for(r"c3 http/1\.1 HEAD /plain → 200 (\d+) B [\d.]+ ms$")
+        get = tap.wait_for(r"c3 http/1\.1 GET /plain → 200 (\d+) B [\d.]+ ms$")
         tap.wait_for(r"c3 closed")
         stopped = tap.stop()
     assert stopped.returncode == 0, stopped.stderr
@@ -199,3 +205,7 @@ def test_clients_through_the_tap_to_uvicorn(starlette: tuple[int, Path], tmp_pat
     assert socket_conn.client_to_server() == request
     assert socket_conn.server_to_client() == by_socket
     assert by_socket.endswith(b"plain text from starlette\n")
+    head_size, get_size = int(head.group(1)), int(get.group(1))
+    assert head_size + get_size == len(by_socket)  # the log's sizes tile the answers
+    assert by_socket[:head_size].endswith(b"\r\n\r\n")  # HEAD: a head and nothing more
+    assert by_socket[head_size:].startswith(b"HTTP/1.1 200 ")
