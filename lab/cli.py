@@ -22,6 +22,7 @@ from lab.apps import app as lab_app
 from lab.apps import index_text
 from lab.bench import compare_report
 from lab.capture.fileformat import TraceFormatError, load
+from lab.capture.pcapread import CaptureError, capture_format, read_capture
 from lab.capture.store import NOISE, save_capture
 from lab.capture.views import CLOCKS, render
 from lab.decode import CODECS, INPUT_MODES, InputError, decode, load_input, render_decoded
@@ -319,15 +320,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     console = _console(args.color)
     with Path(args.file).open("rb") as f:
         magic = f.read(4)
-    # Packet captures, by their magic numbers (pcapng's Section Header Block; pcap both ways).
-    packets = {b"\x0a\x0d\x0d\x0a": "a pcapng", b"\xd4\xc3\xb2\xa1": "a pcap",
-               b"\xa1\xb2\xc3\xd4": "a pcap"}.get(magic)  # fmt: skip
-    if packets is not None:
-        print(f"lab show: {args.file} is {packets} packet capture; lab show reads .trace "
-              "files (lab capture writes one beside each .pcapng)", file=sys.stderr)  # fmt: skip
-        return 1
+    # A packet capture, by its magic number (pcap, pcapng): its TCP connections as a trace.
     try:
-        trace = load(args.file)
+        trace = read_capture(args.file) if capture_format(magic) else load(args.file)
+    except CaptureError as exc:
+        print(f"lab show: {args.file}: {exc}", file=sys.stderr)
+        return 1
     except TraceFormatError as exc:
         print(f"lab show: {args.file} is not a readable trace: {exc}", file=sys.stderr)
         return 1

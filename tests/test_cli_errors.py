@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -67,11 +68,43 @@ def test_show_a_corrupted_trace_names_the_line(tmp_path: Path) -> None:
     assert f"line {bad + 1}:" in line
 
 
-def test_show_a_pcapng_says_what_it_is(tmp_path: Path) -> None:
-    pcapng = tmp_path / "chunked.pcapng"
+def test_show_a_pcapng_shows_its_connections(tmp_path: Path) -> None:
+    """A packet capture is read by its content (pcapng's Section Header Block), whatever
+    its name, and shown as a trace."""
+    pcapng = tmp_path / "chunked.bin"
     shutil.copy(GOLDEN / "chunked.pcapng", pcapng)
     assert pcapng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"  # a Section Header Block
-    one_line_error(lab("show", str(pcapng)), 1, str(pcapng), "pcapng", ".trace")
+    out = lab("show", str(pcapng), "--color", "never")
+    assert (out.returncode, out.stderr) == (0, "")
+    assert "pcapng capture: 12 packets, 1 TCP connection" in out.stdout
+    assert "chunk size 0x6 = 6 bytes" in out.stdout
+
+
+def _pcap(*packets: bytes) -> bytes:
+    """A pcap file (libpcap format, microseconds, raw IP link type 101) of ``packets``."""
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101)
+    records = [struct.pack("<IIII", 1_700_000_000, i, len(p), len(p)) + p
+               for i, p in enumerate(packets)]  # fmt: skip
+    return header + b"".join(records)
+
+
+# An IPv4 header (RFC 791) of 28 bytes' total length around an 8-byte UDP header, to 53.
+UDP_PACKET = bytes.fromhex("4500001c00000000401100000a0000010a000002") + bytes.fromhex(
+    "d431003500080000"
+)
+
+
+def test_show_a_capture_without_tcp(tmp_path: Path) -> None:
+    capture = tmp_path / "dns.pcap"
+    capture.write_bytes(_pcap(UDP_PACKET, UDP_PACKET))
+    one_line_error(lab("show", str(capture)), 1, f"lab show: {capture}: no TCP connection",
+                   "pcap capture", "2 packets (2 UDP)")  # fmt: skip
+
+
+def test_show_a_truncated_capture(tmp_path: Path) -> None:
+    capture = tmp_path / "cut.pcapng"
+    capture.write_bytes((GOLDEN / "chunked.pcapng").read_bytes()[:-100])
+    one_line_error(lab("show", str(capture)), 1, f"lab show: {capture}:", "truncated")
 
 
 def test_serve_on_a_port_in_use() -> None:

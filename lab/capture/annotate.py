@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from lab.capture.pcapread_records import StreamBreak
+from lab.capture.pcapread_tls import TLSRecordDecoder
 from lab.capture.trace import EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Trace
 from lab.wire.errors import ProtocolError
 from lab.wire.h2fields import FrameField
@@ -126,6 +128,13 @@ class _Direction:
         self.ended = True
         return self._guard(lambda _: self.decoder.eof(), b"")
 
+    def stop(self, reason: str) -> list[Segment]:
+        """A break in a capture's stream: the rest of this direction is one Unparsed."""
+        if self.failed:
+            return []
+        self.failed = True
+        return [Unparsed(self.covered, self.total, reason)]
+
     def _guard(self, step: Callable[[bytes], list[Segment]], data: bytes) -> list[Segment]:
         if self.failed:
             return []
@@ -191,6 +200,8 @@ def _decoders(conn: ConnectionTrace) -> tuple[_Decoder, _Decoder]:
         return MessageDecoder("request"), MessageDecoder("response")
     if conn.protocol in ("h2", "h2c"):
         return H2Decoder(from_client=True), H2Decoder(from_client=False)
+    if conn.protocol == "tls":  # a packet capture of TLS: records, the payload opaque
+        return TLSRecordDecoder(), TLSRecordDecoder()
     raise ValueError(f"no annotator for protocol {conn.protocol!r}")
 
 
@@ -224,7 +235,10 @@ def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConne
                 to_client.expect(seg.method)
 
     for i, rec in enumerate(conn.records):
-        if rec.kind in (SEND, RECV):
+        if isinstance(rec, StreamBreak):  # from a packet capture: a gap or a conflict
+            from_client = conn.is_from_client(rec)
+            emit(from_client, sides[from_client].stop(rec.reason), i, rec.t)
+        elif rec.kind in (SEND, RECV):
             from_client = conn.is_from_client(rec)
             emit(from_client, sides[from_client].feed(rec.data), i, rec.t)
         elif rec.kind in (EOF, SHUTDOWN):
