@@ -22,8 +22,8 @@ for the client to trust): it offers ALPN ``h2`` and ``http/1.1`` (RFC 7301; brow
 speak HTTP/2 only over TLS, RFC 9113 §3.2), records the decrypted bytes, and forwards
 them in plaintext to the target, as h2c with prior knowledge when the client negotiated
 h2, as HTTP/1.1 otherwise. The target must therefore speak h2c for a client that picks
-h2 (the lab's server does; many servers behind a TLS terminator do not: give such a
-client no h2, e.g. ``curl --http1.1``).
+h2 (the lab's server does; many servers behind a TLS terminator do not: for those,
+``--no-h2`` offers only ``http/1.1``, and browsers speak HTTP/1.1 to the tap).
 
 Ctrl-C or SIGTERM stops it: open connections are closed, and their traces written.
 """
@@ -99,6 +99,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "record the decrypted bytes, forward plaintext (h2c for h2 clients)",
     )  # fmt: skip
     p.add_argument(
+        "--no-h2", action="store_true",
+        help="with --tls: offer only http/1.1 in ALPN (for a target that does not speak h2c)",
+    )  # fmt: skip
+    p.add_argument(
         "--ca-out", type=Path, default=None, metavar="FILE",
         help=f"with --tls: where to write the CA certificate (default: OUT/{CA_FILE})",
     )  # fmt: skip
@@ -121,6 +125,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.tls:
         tls = make_tls(tuple(args.cert_host) or CERT_HOSTS)
         tap.context = tls.context
+        if args.no_h2:
+            tls.context.set_alpn_protocols(["http/1.1"])
         tap.ca_out = args.ca_out or out / CA_FILE
         tap.ca_out.parent.mkdir(parents=True, exist_ok=True)
         tap.ca_out.write_bytes(tls.ca_pem)
@@ -173,10 +179,10 @@ class _Tap:
                     f"{target} as it is (HTTP/1.1, or h2c by the client's first bytes)"
                 )
             else:
+                alpn = "http/1.1" if self.args.no_h2 else ", ".join(ALPN_PROTOCOLS)
                 self._say(
                     f"lab tap: listening on https://{LISTEN_HOST}:{relay.port} (TLS, ALPN "
-                    f"{', '.join(ALPN_PROTOCOLS)}), relaying decrypted to {target} (h2c for h2, "
-                    "else HTTP/1.1)"
+                    f"{alpn}), relaying decrypted to {target} (h2c for h2, else HTTP/1.1)"
                 )
                 self._say(f"lab tap: the CA certificate of this run is in {self.ca_out}")
             self._say(

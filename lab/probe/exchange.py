@@ -272,12 +272,15 @@ async def _one(run: _Run, request: Request, outcome: Outcome) -> None:
         await exchange(run, opened, request, answer)
     except trio.TooSlowError:
         raise ProbeError(f"no bytes from the server for {CLIENT_TIMEOUT:.0f} s") from None
-    except (trio.BrokenResourceError, OSError) as exc:
+    except trio.BrokenResourceError as exc:
         raise ProbeError(f"the connection broke: {exc.__cause__ or exc}") from None
+    except OSError as exc:
+        if type(exc) is ConnectionError:  # the h2 client's: closed during the handshake
+            hint = " (an HTTP/1.1-only server does that to --http2's prior knowledge)"
+            raise ProbeError(f"{exc}{hint if opened.conn.protocol == 'h2c' else ''}") from None
+        raise ProbeError(f"the connection broke: {exc}") from None
     except (h11.ProtocolError, h2.exceptions.ProtocolError) as exc:
         raise ProbeError(f"{opened.conn.protocol}: {exc}") from None
-    except ConnectionError as exc:  # the h2 client's: closed during the handshake
-        raise ProbeError(str(exc)) from None
     finally:
         with trio.CancelScope(shield=True):
             await opened.stream.aclose()

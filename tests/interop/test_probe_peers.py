@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -209,3 +210,47 @@ def test_clients_through_the_tap_to_uvicorn(starlette: tuple[int, Path], tmp_pat
     assert head_size + get_size == len(by_socket)  # the log's sizes tile the answers
     assert by_socket[:head_size].endswith(b"\r\n\r\n")  # HEAD: a head and nothing more
     assert by_socket[head_size:].startswith(b"HTTP/1.1 200 ")
+
+
+def test_probe_http2_to_an_http1_only_server_is_one_line(
+    starlette: tuple[int, Path], tmp_path: Path
+) -> None:
+    port, _ = starlette
+    out = subprocess.run(
+        [sys.executable, "-m", "lab", "probe", "--http2", f"http://127.0.0.1:{port}/plain",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False, env=ENV,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "lab probe: the server closed during the HTTP/2 handshake (an HTTP/1.1-only server "
+        "does that to --http2's prior knowledge)"
+    ]
+    (trace_path,) = tmp_path.glob("probe-*.trace")  # what was said is saved all the same
+    (conn,) = load(trace_path).connections
+    assert conn.client_to_server().startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert conn.server_to_client().startswith(b"HTTP/1.1 ")
+
+
+def test_tls_tap_without_h2_in_front_of_uvicorn(
+    starlette: tuple[int, Path], tmp_path: Path
+) -> None:
+    port, _ = starlette
+    ca = tmp_path / "ca.pem"
+    with LabProcess("tap", "--listen", "0", "--to", f"127.0.0.1:{port}", "--tls", "--no-h2",
+                    "--ca-out", str(ca), "--out", str(tmp_path)) as tap:  # fmt: skip
+        url = tap.wait_for(r"listening on (https://127\.0\.0\.1:\d+) \(TLS, ALPN http/1\.1\)")
+        context = ssl.create_default_context(cafile=str(ca))
+        # The client offers h2 as well; the tap's ALPN picks http/1.1, which uvicorn speaks.
+        with httpx.Client(verify=context, http2=True, timeout=CLIENT_TIMEOUT) as client:
+            response = client.get(f"{url.group(1)}/plain")
+        tap.wait_for(r"c1 http/1\.1 GET /plain → 200 \d+ B [\d.]+ ms$")
+        tap.wait_for(r"c1 closed")
+        assert tap.stop().returncode == 0
+    assert (response.http_version, response.text) == ("HTTP/1.1", "plain text from starlette\n")
+    (trace_path,) = tmp_path.glob("*.trace")
+    trace = load(trace_path)
+    (conn,) = trace.connections
+    assert (conn.protocol, conn.tls) == ("http/1.1", True)
+    assert "ALPN http/1.1" in trace.description
+    assert conn.server_to_client().endswith(b"plain text from starlette\n")
