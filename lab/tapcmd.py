@@ -221,7 +221,7 @@ class _Tap:
         if conn is None:
             self._say(f"{where} from {relayed.peer[0]}:{relayed.peer[1]}: {relayed.error}")
             return
-        first = relayed.requests[0] if relayed.requests else None
+        first = relayed.first_request
         method = first.method if first is not None else ""
         target = first.target if first is not None else ""
         stem = claim_stem(self.out, connection_stem(relayed.number, method, target, relayed.opened))
@@ -237,7 +237,7 @@ class _Tap:
         self.written += 1
         error = f"; {relayed.error}" if relayed.error else ""
         self._say(
-            f"{where} closed: {_count(len(relayed.requests), 'request')}, "
+            f"{where} closed: {_count(relayed.logged, 'request')}, "
             f"{len(conn.client_to_server())} B in, {len(conn.server_to_client())} B out"
             f"{error} → {trace_path.name}, {pcap_path.name}"
         )

@@ -125,6 +125,13 @@ def test_tls_is_terminated_with_alpn_h2_and_http1(tmp_path: Path) -> None:
             h1 = client.get(f"{url}/fixed?size=4")
         tap.wait_for(r"c2 http/1\.1 GET /fixed\?size=4 → 200 \d+ B [\d.]+ ms$")
         tap.wait_for(r"c2 closed: 1 request")
+        # Plain HTTP to the TLS port: no handshake, nothing recorded, one line logged.
+        host, port = url.removeprefix("https://").split(":")
+        with socket.create_connection((host, int(port)), timeout=LINE_WAIT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: tap\r\n\r\n")
+            while sock.recv(4096):  # perhaps a TLS alert, then the close
+                pass
+        tap.wait_for(r"c3 from 127\.0\.0\.1:\d+: TLS handshake failed: \S")
         assert tap.stop().returncode == 0
     assert (h2.http_version, h2.text) == ("HTTP/2", "stream")
     assert (h1.http_version, h1.text) == ("HTTP/1.1", "stre")

@@ -56,7 +56,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import trio
@@ -101,7 +101,8 @@ class RelayedConnection:
     conn: ConnectionTrace | None = None  # None: nothing recorded (a failed TLS handshake)
     alpn: str | None = None  # what TLS negotiated, if the relay terminated TLS
     error: str = ""  # why it ended without being relayed (handshake, target), or ""
-    requests: list[LoggedRequest] = field(default_factory=list)  # as logged, in order
+    logged: int = 0  # requests logged so far
+    first_request: LoggedRequest | None = None  # the earliest of them (for a file name)
     log: RequestLog | None = None
 
 
@@ -204,8 +205,8 @@ class Relay:
                     await tls_stream.do_handshake()
             except (trio.BrokenResourceError, trio.TooSlowError) as exc:
                 self.failed_handshakes += 1
-                cause = exc.__cause__ or exc
-                relayed.error = f"TLS handshake failed: {cause or 'no answer in time'}"
+                why = str(exc.__cause__ or exc) or f"not done within {HANDSHAKE_TIMEOUT:g} s"
+                relayed.error = f"TLS handshake failed: {why}"
                 with trio.CancelScope(shield=True):
                     await accepted.aclose()
                 return
@@ -214,21 +215,21 @@ class Relay:
             if relayed.alpn == "h2":
                 protocol = "h2"
         local, peer_address = socket_addresses(accepted)
-        first = AUTO if protocol == AUTO else protocol
         peer = recorder.tap(
-            stream, "server", protocol=DEFAULT_PROTOCOL if first == AUTO else first,
+            stream, "server", protocol=DEFAULT_PROTOCOL if protocol == AUTO else protocol,
             local=local, peer=peer_address,
         )  # fmt: skip
         relayed.conn = peer.conn
         peer.conn.tls = self.tls is not None
-        if self.on_request is not None or first == AUTO:
-            relayed.log = RequestLog(first, self._logger(relayed))
+        if self.on_request is not None or protocol == AUTO:
+            relayed.log = RequestLog(protocol, self._logger(relayed))
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
                 target = await trio.open_tcp_stream(*self.target)
         except (OSError, trio.TooSlowError) as exc:
             self.failed_connects += 1
-            relayed.error = f"cannot connect to the target: {exc or 'no answer in time'}"
+            why = str(exc) or f"no answer within {CONNECT_TIMEOUT:g} s"
+            relayed.error = f"cannot connect to the target: {why}"
             with trio.CancelScope(shield=True):
                 await peer.aclose()
             return
@@ -246,7 +247,10 @@ class Relay:
 
     def _logger(self, relayed: RelayedConnection) -> Callable[[LoggedRequest], None]:
         def logged(request: LoggedRequest) -> None:
-            relayed.requests.append(request)
+            relayed.logged += 1
+            first = relayed.first_request
+            if first is None or request.number < first.number:
+                relayed.first_request = request
             if self.on_request is not None:
                 self.on_request(relayed, request)
 
