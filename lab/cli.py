@@ -252,13 +252,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from lab.bench import (  # noqa: PLC0415 - only bench needs them
         attack_bench,
         chunked_bench,
+        fleet_bench,
         idle_bench,
         protocol_bench,
         sse_bench,
         stream_bench,
     )
 
-    if args.what == "chunked":
+    if args.seconds is None:  # each bench its own default
+        args.seconds = fleet_bench.DEFAULT_SECONDS if args.what == "fleet" else 1.0
+    if args.what == "fleet":
+        if args.rate <= 0 or args.seconds <= 0:
+            print("lab bench fleet: --rate and --seconds must be positive", file=sys.stderr)
+            return 2
+        result = fleet_bench.run(args.streams, args.rate, args.seconds, report=progress)
+        if args.json:
+            print(fleet_bench.as_json(result))
+        else:
+            print(
+                f"{args.streams} SSE streams of {result['target']} against `lab serve` in "
+                f"its own process, read by {result['client_processes']} client processes"
+            )
+            print(fleet_bench.table(result))
+    elif args.what == "chunked":
         print(f"chunked decoding, lab vs h11, same input, best pass of {args.seconds * 2:.1f} s")
         print(chunked_bench.table(chunked_bench.run(args.seconds, report=progress)))
     elif args.what == "protocols":
@@ -444,8 +460,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
-    p.add_argument("what", choices=["attacks", "chunked", "idle", "protocols", "sse", "stream"])
-    p.add_argument("--seconds", type=float, default=1.0, help="chunked: per case and decoder")
+    p.add_argument(
+        "what", choices=["attacks", "chunked", "fleet", "idle", "protocols", "sse", "stream"]
+    )
+    p.add_argument(
+        "--seconds", type=float, default=None,
+        help="chunked: per case and decoder (1); sse: per case (1); fleet: measured (10)",
+    )  # fmt: skip
+    p.add_argument("--streams", type=_positive_int, default=2000, help="fleet: streams")
+    p.add_argument("--rate", type=float, default=25.0, help="fleet: tokens/s per stream")
+    p.add_argument("--json", action="store_true", help="fleet: the result as JSON")
     p.add_argument(
         "--rounds", type=_positive_int, default=5, help="stream: rounds per configuration"
     )
