@@ -157,6 +157,19 @@ def test_sse_reconnects_with_last_event_id_until_the_server_says_204(tmp_path: P
         assert gap >= RETRY_MS / 1000 - 1e-6
 
 
+def test_sse_over_h2c_reconnects_on_new_connections(tmp_path: Path) -> None:
+    with server_in_thread() as server:
+        url = f"{server.url}/events?n=2&total=4&retry_ms={RETRY_MS}&interval_ms=0"
+        out = probe("--sse", "--http2", url, "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    # The Last-Event-ID field, as an HPACK field of the reconnect's HEADERS frame.
+    assert "last-event-id: 2 — literal" in out.stdout
+    assert "last-event-id: 4 — literal" in out.stdout
+    assert "* response: h2c 204" in out.stdout
+    assert "EventSource: 4 events over 3 connections; stopped: status 204" in out.stdout
+    assert [c.protocol for c in saved(tmp_path).connections] == ["h2c", "h2c", "h2c"]
+
+
 def test_method_headers_and_body_are_sent_as_given(tmp_path: Path) -> None:
     body = json.dumps({"prompt": "post", "n": 2, "interval_ms": 0})
     with server_in_thread() as server:

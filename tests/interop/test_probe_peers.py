@@ -246,10 +246,19 @@ def test_tls_tap_without_h2_in_front_of_uvicorn(
             response = client.get(f"{url.group(1)}/plain")
         tap.wait_for(r"c1 http/1\.1 GET /plain → 200 \d+ B [\d.]+ ms$")
         tap.wait_for(r"c1 closed")
+        # lab probe over TLS, where ALPN chooses http/1.1
+        probed = subprocess.run(
+            [sys.executable, "-m", "lab", "probe", "--cacert", str(ca), f"{url.group(1)}/plain",
+             "--out", str(tmp_path / "probe")],
+            capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False, env=ENV,
+        )  # fmt: skip
+        tap.wait_for(r"c2 http/1\.1 GET /plain → 200 \d+ B [\d.]+ ms$")
         assert tap.stop().returncode == 0
+    assert probed.returncode == 0, probed.stderr
+    assert "* TLS: TLSv1.3, ALPN protocol chosen by the server: http/1.1" in probed.stdout
+    assert "* response: http/1.1 200 OK, 26 B of body, complete" in probed.stdout
     assert (response.http_version, response.text) == ("HTTP/1.1", "plain text from starlette\n")
-    (trace_path,) = tmp_path.glob("*.trace")
-    trace = load(trace_path)
+    trace = load(sorted(tmp_path.glob("*.trace"))[0])  # the tap's first connection: httpx
     (conn,) = trace.connections
     assert (conn.protocol, conn.tls) == ("http/1.1", True)
     assert "ALPN http/1.1" in trace.description
