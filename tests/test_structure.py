@@ -135,6 +135,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("lab.server", "lab.client"),
     ("lab.apps",),
     ("lab.attacks",),
+    ("lab.peers",),  # other frameworks serving the lab's token stream, each in a process
     # any bytes through one codec of lab.wire, shown annotated; one request to any server,
     # shown live (lab probe); a recording relay in front of any server (lab tap)
     ("lab.decode", "lab.probe", "lab.tapcmd"),
