@@ -1,5 +1,6 @@
 """``lab probe`` and ``lab tap`` with a server the lab did not write: uvicorn serving a small
-Starlette app (written here) in its own process on 127.0.0.1.
+Starlette app (written here) in its own process on 127.0.0.1 (both come with the ``peers``
+extra, which the ``test`` extra includes).
 
 - the probe prints a streamed response's first chunk while the server still holds the
   stream open (the app waits for a file the test creates only once it has seen that line);
