@@ -16,6 +16,9 @@ Once every stream is open and a warm-up has passed, a window of ``seconds`` is m
   ``/proc/PID/stat``), per token received and as a fraction of one core;
 - each token's lateness (see :mod:`lab.bench.fleet_client`: arrival minus the stream's
   ideal schedule, since the events carry no server time): p50, p99, max;
+- the gap between consecutive tokens of a stream, p50 and p99: the pace as delivered;
+- the server's time waiting for a free core and the whole box's busy CPU over the window:
+  on a shared box, a server short of CPU is slow for a reason that is not its own;
 - the server's resident memory before the streams and with them open, and its peak;
 - each client process's CPU over the window: a client near a full core may itself be
   what holds tokens back, and the table says whether the clients kept up.
@@ -67,6 +70,20 @@ def _cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def _run_delay(pid: int) -> float:
+    """Seconds the server's main thread has waited on a run queue for a CPU (the second
+    field of /proc/PID/schedstat, in ns): time it was ready to run and another process
+    had the core."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def _box_busy() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole box, all cores, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / CLK_TCK, sum(ticks) / CLK_TCK
 
 
 def _status_kib(pid: int, name: str) -> int:
@@ -144,9 +161,11 @@ def _run(streams: int, rate: float, seconds: float, nclients: int, step: Step) -
                 proc.stdin.flush()
             step(f"measure {seconds:g} s")
             time.sleep(max(0.0, t0 - time.monotonic()))
-            cpu0, start = _cpu_seconds(lab.pid), time.monotonic()
+            cpu0, wait0, box0 = _cpu_seconds(lab.pid), _run_delay(lab.pid), _box_busy()
+            start = time.monotonic()
             time.sleep(max(0.0, t1 - time.monotonic()))
-            cpu1, end = _cpu_seconds(lab.pid), time.monotonic()
+            cpu1, wait1, box1 = _cpu_seconds(lab.pid), _run_delay(lab.pid), _box_busy()
+            end = time.monotonic()
             rss_open = _status_kib(lab.pid, "VmRSS")
             rss_peak = _status_kib(lab.pid, "VmHWM")
             step("collect the clients' results")
@@ -162,6 +181,7 @@ def _run(streams: int, rate: float, seconds: float, nclients: int, step: Step) -
         server_pid = lab.pid
     window = end - start
     lateness = sorted(v for r in results for v in r["lateness_us"])
+    gaps = sorted(v for r in results for v in r["gap_us"])
     tokens = sum(int(r["window_tokens"]) for r in results)
     target = streams * 1000 / interval_ms
     client_cpu = [float(r["cpu_seconds"]) / window for r in results]
@@ -181,6 +201,11 @@ def _run(streams: int, rate: float, seconds: float, nclients: int, step: Step) -
         "lateness_p50_ms": percentile(lateness, 50) / 1000,
         "lateness_p99_ms": percentile(lateness, 99) / 1000,
         "lateness_max_ms": (lateness[-1] if lateness else 0) / 1000,
+        "server_waiting_for_cpu": (wait1 - wait0) / window,
+        "box_busy_cores": (box1[0] - box0[0]) / window,
+        "box_cores": (box1[1] - box0[1]) / window,
+        "gap_p50_ms": percentile(gaps, 50) / 1000,
+        "gap_p99_ms": percentile(gaps, 99) / 1000,
         "server_rss_before_mib": rss_before / 1024,
         "server_rss_open_mib": rss_open / 1024,
         "server_rss_peak_mib": rss_peak / 1024,
@@ -205,9 +230,14 @@ ROWS: Final = (
     ("achieved / target", "of_target", "{:.1%}"),
     ("server CPU per token", "server_cpu_us_per_token", "{:,.1f} µs"),
     ("server CPU", "server_cpu_cores", "{:.2f} of one core"),
+    ("server waiting for a free core", "server_waiting_for_cpu", "{:.0%} of the window"),
+    ("box CPU busy, every process", "box_busy_cores", "{:.2f} cores"),
+    ("box cores", "box_cores", "{:.1f}"),
     ("token lateness p50", "lateness_p50_ms", "{:,.1f} ms"),
     ("token lateness p99", "lateness_p99_ms", "{:,.1f} ms"),
     ("token lateness max", "lateness_max_ms", "{:,.1f} ms"),
+    ("gap between a stream's tokens p50", "gap_p50_ms", "{:,.1f} ms"),
+    ("gap between a stream's tokens p99", "gap_p99_ms", "{:,.1f} ms"),
     ("server RSS before the streams", "server_rss_before_mib", "{:,.1f} MiB"),
     ("server RSS with them open", "server_rss_open_mib", "{:,.1f} MiB"),
     ("server RSS peak", "server_rss_peak_mib", "{:,.1f} MiB"),
@@ -226,7 +256,7 @@ def _shown(value: Any, fmt: str) -> str:
 def table(result: dict[str, Any]) -> str:
     """One row per measure of :data:`ROWS`, then a note if the clients were busy, then
     the streams' first errors."""
-    lines = [f"{label:<32}{_shown(result[key], fmt):>24}" for label, key, fmt in ROWS]
+    lines = [f"{label:<36}{_shown(result[key], fmt):>22}" for label, key, fmt in ROWS]
     if not result["clients_kept_up"]:
         lines.append(
             f"(a client process used over {CLIENT_BUSY_LIMIT:.0%} of a core: the rate and "

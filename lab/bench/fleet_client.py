@@ -18,7 +18,10 @@ estimated from the stream's pace: stream origin + (seq - 1) × interval, where t
 is the earliest arrival consistent with that pace (the minimum over the stream's tokens
 of arrival - (seq - 1) × interval; in practice its first token's arrival). Lateness is
 then ``arrival - estimate`` (never negative): how far behind the ideal schedule each
-token came, whether the server, the network or this reader held it up.
+token came, whether the server, the network or this reader held it up. The endpoint
+sleeps one interval after sending each token, so even an idle server drifts behind the
+schedule by its timer's overshoot and its own work per token, a little more with every
+token; the gap between consecutive tokens of a stream shows that pace as it was.
 """
 
 from __future__ import annotations
@@ -177,11 +180,20 @@ def main(argv: list[str]) -> int:
         for s in streams
         for seq, arrival in s.window
     ]
+    # Gap between a token and the one before it on the same stream, both in the window:
+    # the pace as it was, apart from the drift that lateness adds up.
+    gap_us = [
+        round((b[1] - a[1]) * 1e6)
+        for s in streams
+        for a, b in zip(s.window, s.window[1:], strict=False)
+        if b[0] == a[0] + 1
+    ]
     result = {
         "opened": len(streams),
         "window_tokens": len(lateness_us),
         "tokens": sum(s.tokens for s in streams),
         "lateness_us": lateness_us,
+        "gap_us": gap_us,
         "cpu_seconds": cpu,
         "ended_early": fleet.ended_early,
         "errors": fleet.errors,

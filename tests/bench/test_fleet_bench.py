@@ -46,8 +46,13 @@ def check(result: dict[str, Any]) -> None:
     assert result["tokens"] > STREAMS * RATE * result["window_s"] / 2
     assert 0 <= result["lateness_p50_ms"] <= result["lateness_p99_ms"]
     assert result["lateness_p99_ms"] <= result["lateness_max_ms"]
-    assert result["server_cpu_us_per_token"] > 0
+    # The server sleeps one interval after each token: a stream's typical gap is about
+    # the interval, far above half of it (tokens read in bursts would show far below).
+    assert 1000 / RATE / 2 < result["gap_p50_ms"] <= result["gap_p99_ms"]
+    assert result["server_waiting_for_cpu"] >= 0
     assert result["server_cpu_cores"] > 0
+    assert 0 < result["box_busy_cores"] <= result["box_cores"]
+    assert result["server_cpu_us_per_token"] > 0
     assert 0 < result["server_rss_before_mib"] <= result["server_rss_peak_mib"]
     assert result["client_processes"] >= 1
     assert len(result["client_pids"]) == result["client_processes"]
