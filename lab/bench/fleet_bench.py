@@ -171,7 +171,8 @@ def _run(streams: int, rate: float, seconds: float, nclients: int, step: Step) -
             step("collect the clients' results")
             deadline = time.monotonic() + FINISH_TIMEOUT
             for proc in procs:
-                proc.wait(max(0.1, deadline - time.monotonic()))
+                if proc.wait(max(0.1, deadline - time.monotonic())) != 0:
+                    raise RuntimeError(f"client process {proc.pid} failed: {proc.returncode}")
         finally:
             for proc in procs:
                 if proc.poll() is None:

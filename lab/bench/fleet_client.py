@@ -169,6 +169,8 @@ def main(argv: list[str]) -> int:
         if now > fleet.t1:
             cpu1 = os.times()
             break
+        if fleet.t0 == float("inf") and control and control[-1] == "":
+            break  # stdin closed before any window: the parent is gone
         _poll(fleet, POLL_SECONDS, control)
     for stream in streams:
         stream.sock.close()
