@@ -75,7 +75,8 @@ class TLSRecord(Segment):
 
     def note(self) -> str:
         name = CONTENT_TYPES.get(self.content_type, f"type {self.content_type}")
-        return f"TLS record: {name}, {self.length} bytes: {self.detail}"
+        size = f"{self.length} byte{'' if self.length == 1 else 's'}"
+        return f"TLS record: {name}, {size}: {self.detail}"
 
 
 class TLSRecordDecoder:
