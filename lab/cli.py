@@ -253,8 +253,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         attack_bench,
         chunked_bench,
         fleet_bench,
+        frameworks,
         idle_bench,
         protocol_bench,
+        servers_bench,
         sse_bench,
         stream_bench,
     )
@@ -284,8 +286,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         print(protocol_bench.table(protocol_bench.run(args.rounds, report=progress)))
     elif args.what == "idle":
-        print(f"idle {args.kind} against `lab serve` in its own process ({args.count} of them)")
-        print(idle_bench.table(idle_bench.run(args.count, args.kind, report=progress)))
+        count = args.count or idle_bench.DEFAULT_COUNT
+        print(f"idle {args.kind} against `lab serve` in its own process ({count} of them)")
+        print(idle_bench.table(idle_bench.run(count, args.kind, report=progress)))
+    elif args.what == "frameworks":
+        print(
+            f"/tokens (text) and SSE, n={frameworks.PROBE_N} every "
+            f"{frameworks.PROBE_INTERVAL_MS} ms, each server in its own process, "
+            "read from the raw client's traces"
+        )
+        probed = frameworks.probe_all(report=progress)
+        print(frameworks.table(probed, markdown=args.markdown))
+    elif args.what == "servers":
+        if args.tokens > servers_bench.TOKENS:
+            print(f"lab bench servers: --tokens is at most {servers_bench.TOKENS}", file=sys.stderr)
+            return 2
+        count = args.count or servers_bench.DEFAULT_COUNT
+        print(
+            f"one client, /tokens?n={args.tokens}&interval_ms=0 over HTTP/1.1, and {count} "
+            f"idle SSE streams; each server fresh in its own process per round; medians of "
+            f"{args.rounds} rounds [min-max]; lab×: the lab's ratio (above 1: the lab does "
+            f"better); CPU time counts in clock ticks of {1e6 / servers_bench.CLOCK_TICKS:,.0f} µs"
+        )
+        measures = servers_bench.run(args.rounds, count, args.tokens, report=progress)
+        print(servers_bench.table(servers_bench.summarize(measures)))
     elif args.what == "attacks":
         print(
             "each attack against its own `lab serve` process; bystander time to first byte "
@@ -461,8 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure side by side: the lab's codecs vs the reference")
     p.add_argument(
-        "what", choices=["attacks", "chunked", "fleet", "idle", "protocols", "sse", "stream"]
-    )
+        "what",
+        choices=[
+            "attacks", "chunked", "fleet", "frameworks", "idle", "protocols", "servers", "sse",
+            "stream",
+        ],
+    )  # fmt: skip
     p.add_argument(
         "--seconds", type=float, default=None,
         help="chunked: per case and decoder (1); sse: per case (1); fleet: measured (10)",
@@ -473,13 +501,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rounds", type=_positive_int, default=5, help="stream: rounds per configuration"
     )
-    p.add_argument("--count", type=_positive_int, default=2000, help="idle: streams to open")
+    p.add_argument(
+        "--count", type=_positive_int, default=None,
+        help="idle: streams to open (2000); servers: idle SSE streams per server (1000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tokens", type=_positive_int, default=10_000,
+        help="servers: tokens in the measured stream (at most 10000, the lab's /tokens limit)",
+    )  # fmt: skip
     p.add_argument("--kind", choices=["sse", "h2c"], default="sse", help="idle: what to open")
     p.add_argument(
         "--attack", action="append", default=[], metavar="NAME",
         help="attacks: only this one (repeatable); names as in tests/attacks",
     )  # fmt: skip
-    p.add_argument("--markdown", action="store_true", help="attacks: the README's table")
+    p.add_argument(
+        "--markdown", action="store_true", help="attacks, frameworks: the README's table"
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
