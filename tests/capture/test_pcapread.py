@@ -10,6 +10,7 @@ bytes of each direction, the records, and what `lab show` prints.
 
 from __future__ import annotations
 
+import itertools
 import ssl
 import subprocess
 import sys
@@ -32,7 +33,9 @@ from lab.capture.fileformat import load
 from lab.capture.pcapng import to_pcapng
 from lab.capture.pcapread import CaptureError, read_capture
 from lab.capture.pcapread_file import read_frames
+from lab.capture.pcapread_packet import TCPSegment
 from lab.capture.pcapread_records import StreamBreak
+from lab.capture.pcapread_tcp import reassemble
 from lab.capture.pcapread_tls import TLSRecord
 from lab.capture.trace import (
     CLOSE,
@@ -414,6 +417,53 @@ def test_a_client_fin_before_the_response_is_a_shutdown(tmp_path: Path) -> None:
     conv.segment(False, "FA")
     conn = read(tmp_path, conv.packets).connections[0]
     assert kinds(conn) == [CONNECT, SEND, SHUTDOWN, RECV, EOF]
+
+
+@st.composite
+def _segmented(draw: st.DrawFn) -> tuple[bytes, int, list[tuple[int, bytes]], set[int]]:
+    """A stream, an ISN, its segments (offset, bytes) in some capture order with equal
+    retransmissions of any range, and which bytes no segment carries (dropped ones)."""
+    stream = draw(st.binary(min_size=1, max_size=400))
+    isn = draw(st.integers(0, 2**32 - 1))
+    cuts = (
+        sorted(draw(st.sets(st.integers(1, len(stream) - 1), max_size=12)))
+        if len(stream) > 1
+        else []
+    )
+    bounds = [0, *cuts, len(stream)]
+    pieces = [(a, stream[a:b]) for a, b in itertools.pairwise(bounds)]
+    dropped = draw(st.sets(st.integers(0, len(pieces) - 1), max_size=len(pieces) - 1))
+    kept = [p for i, p in enumerate(pieces) if i not in dropped]
+    copies = draw(st.lists(st.tuples(st.integers(0, len(stream) - 1), st.integers(1, 50)),
+                           max_size=4))  # fmt: skip
+    kept += [(a, stream[a : a + n]) for a, n in copies]
+    order = draw(st.permutations(kept))
+    covered = {a + i for a, data in order for i in range(len(data))}
+    return stream, isn, list(order), set(range(len(stream))) - covered
+
+
+@settings(max_examples=300, deadline=None)
+@given(_segmented())
+def test_reassembly_delivers_every_captured_byte_once_in_order(
+    case: tuple[bytes, int, list[tuple[int, bytes]], set[int]],
+) -> None:
+    stream, isn, pieces, missing = case
+    segments = [
+        TCPSegment(n, n * 1000, ("a", 1), ("b", 2), (isn + 1 + a) % 2**32, 0, 0x18, d, len(d))
+        for n, (a, d) in enumerate(pieces, 2)
+    ]
+    fin_seq = (isn + 1 + len(stream)) % 2**32
+    segments.append(TCPSegment(len(pieces) + 2, 0, ("a", 1), ("b", 2), fin_seq, 0, 0x11, b"", 0))
+    out = reassemble(segments, isn, "client→server")
+    data = b"".join(d.data for d in out.deliveries)
+    assert data == bytes(b for i, b in enumerate(stream) if i not in missing)
+    # One break per run of missing bytes, never a join; deliveries in frame order.
+    runs = sum(1 for i in missing if i - 1 not in missing)
+    assert len(out.problems) == runs
+    assert all(p.startswith("gap in the capture") for p in out.problems)
+    numbers = [d.number for d in out.deliveries]
+    assert numbers == sorted(numbers)
+    assert out.deliveries[-1].fin
 
 
 # -- protocols -------------------------------------------------------------------------
