@@ -26,6 +26,7 @@ import trio
 
 from lab.apps.tokens import DONE, tokens_for
 from lab.attacks.process import LabProcess
+from lab.bench.frameworks_h2 import H2C_PEERS, abort_h2, probe_h2
 from lab.capture.trace import RECV, Trace
 from lab.client.http1 import Response, fetch, open_connection
 from lab.peers.launcher import PEERS, start
@@ -52,10 +53,10 @@ NOTE_HEADERS: Final = ("cache-control", "x-accel-buffering", "connection")
 @dataclass(slots=True)
 class Row:
     framework: str
-    endpoint: str  # "text" or "sse"
+    endpoint: str  # "text", "sse", or "h2c" (text over HTTP/2, prior knowledge)
     content_type: str
-    framing: str  # chunked / length / close
-    chunks: int
+    framing: str  # chunked / length / close, or DATA (HTTP/2 frames)
+    chunks: int  # chunks of the chunked coding, or non-empty DATA frames
     min_chunk: int
     max_chunk: int
     tokens_per_chunk: float  # writes (tokens and the end marker) per chunk of the wire
@@ -103,7 +104,7 @@ def exact_tokens(endpoint: str, body: bytes, n: int, prompt: str = PROMPT) -> bo
 
 
 def _target(framework: str, endpoint: str, n: int, interval_ms: int) -> str:
-    path = {"text": "/tokens", "sse": "/sse"}[endpoint]
+    path = {"text": "/tokens", "sse": "/sse", "h2c": "/tokens"}[endpoint]
     if framework == LAB and endpoint == "sse":
         path = "/sse/tokens"
     return f"{path}?n={n}&interval_ms={interval_ms}&prompt={PROMPT}"
@@ -128,6 +129,28 @@ def _probe(framework: str, endpoint: str, port: int) -> Row:
         exact=response.complete and exact_tokens(endpoint, response.body, PROBE_N),
         headers="; ".join(noted) or "-",
     )
+
+
+def _probe_h2c(framework: str, port: int, lab: LabProcess | None) -> Row:
+    target = _target(framework, "h2c", PROBE_N, PROBE_INTERVAL_MS)
+    got = probe_h2(port, target)
+    sizes = got.sizes
+    row = Row(
+        framework=framework,
+        endpoint="h2c",
+        content_type=got.content_type,
+        framing="DATA",
+        chunks=len(sizes),
+        min_chunk=min(sizes, default=0),
+        max_chunk=max(sizes, default=0),
+        tokens_per_chunk=(PROBE_N + 1) / max(len(sizes), 1),
+        exact=got.status == 200 and got.ended and exact_tokens("text", got.body, PROBE_N),
+        headers="; ".join(got.noted) or "-",
+    )
+    long = _target(framework, "h2c", ABORT_N, ABORT_INTERVAL_MS)
+    said, row.closed_early = abort_h2(port, long, lab, ABORT_WAIT, ABORT_N)
+    row.abort = f"RST_STREAM: {said}"
+    return row
 
 
 async def _leave_after_first_token(port: int, target: str) -> None:
@@ -194,6 +217,9 @@ def probe_all(frameworks: list[str] | None = None, report: Reporter = silent) ->
                         row = _probe(name, endpoint, port)
                         row.abort, row.closed_early = _abort_peer(name, endpoint, port)
                     rows.append(row)
+                if name == LAB or name in H2C_PEERS:
+                    lab = running if isinstance(running, LabProcess) else None
+                    rows.append(_probe_h2c(name, running.port, lab))  # type: ignore[attr-defined]
     return rows
 
 

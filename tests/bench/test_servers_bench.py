@@ -16,6 +16,7 @@ from typing import Final
 import pytest
 
 from lab.bench import servers_bench
+from lab.bench.frameworks_h2 import H2C_PEERS
 from lab.peers.launcher import PEERS
 
 pytestmark = pytest.mark.interop
@@ -65,5 +66,10 @@ def test_bench_frameworks_prints_a_markdown_row_per_server_and_endpoint() -> Non
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ")][1:]
     names = [(r.split("|")[1].strip(), r.split("|")[2].strip()) for r in rows]
-    assert names == [(n, e) for n in ["lab", *PEERS] for e in ("text", "sse")]
+    assert names == [
+        (n, e)
+        for n in ["lab", *PEERS]
+        for e in ("text", "sse", "h2c")
+        if e != "h2c" or n in ("lab", *H2C_PEERS)
+    ]
     assert all(r.split("|")[8].strip() == "yes" for r in rows)  # the tokens, exactly

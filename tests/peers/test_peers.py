@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from lab.bench import frameworks
+from lab.bench.frameworks_h2 import H2C_PEERS
 from lab.client.http1 import fetch, open_connection
 from lab.peers.launcher import PEERS, start
 
@@ -80,19 +81,22 @@ def test_the_exact_check_refuses_a_missing_or_extra_token() -> None:
 def test_the_frameworks_table_has_a_row_per_server_and_endpoint_from_the_traces() -> None:
     rows = frameworks.probe_all()
     assert [(r.framework, r.endpoint) for r in rows] == [
-        (name, endpoint) for name in [frameworks.LAB, *PEERS] for endpoint in ("text", "sse")
+        (name, endpoint)
+        for name in [frameworks.LAB, *PEERS]
+        for endpoint in ("text", "sse", "h2c")
+        if endpoint != "h2c" or name in (frameworks.LAB, *H2C_PEERS)
     ]
     for row in rows:
         assert row.exact, row
         assert row.chunks >= 1
-        assert row.framing in ("chunked", "length", "close")
-        if row.framing == "chunked":
+        assert row.framing in ("chunked", "length", "close", "DATA")
+        if row.framing in ("chunked", "DATA"):
             assert 1 <= row.min_chunk <= row.max_chunk
         assert row.closed_early is not None
         assert row.abort
     lab = [r for r in rows if r.framework == frameworks.LAB]
-    assert all(r.framing == "chunked" for r in lab)
-    # The lab's server writes one chunk per token and one for the end marker.
+    assert [r.framing for r in lab] == ["chunked", "chunked", "DATA"]
+    # The lab's server writes one chunk (or DATA frame) per token and one for the end.
     assert all(r.chunks == frameworks.PROBE_N + 1 for r in lab)
     assert all(r.tokens_per_chunk == 1 for r in lab)
     assert all(r.closed_early for r in lab)
