@@ -131,7 +131,9 @@ async def app(request: Request, response: ResponseStream) -> None:
     """Dispatch on path, then method: 404 for an unknown path, 405 with Allow otherwise."""
     for ep in ENDPOINTS:
         if ep.serves(request.path):
-            if request.method not in ep.methods:
+            # HEAD is GET without the content (RFC 9110 §9.3.2): the server drops it.
+            head = request.method == "HEAD" and "GET" in ep.methods
+            if request.method not in ep.methods and not head:
                 raise HTTPError(
                     405,
                     f"{request.path} allows {', '.join(ep.methods)}\n",

@@ -262,7 +262,7 @@ class H2State:
             self._reset(sid, ErrorCodes.REFUSED_STREAM)  # spends from the budget
             return
         fields = [(bytes(k), bytes(v)) for k, v in event.headers or []]
-        stream = Stream(sid, headers=fields)
+        stream = Stream(sid, headers=fields, head=(b":method", b"HEAD") in fields)
         self.streams[sid] = stream
         self.live += 1
         stream.body_deadline = trio.current_time() + self.limits.body_timeout

@@ -78,6 +78,7 @@ class Stream:
     body_deadline: float = 0.0  # when a request body that stopped coming times out
     held: int = 0  # request body bytes this stream counts in the connection's budget
     status_override: tuple[int, str] | None = None  # answer this instead of the handler
+    head: bool = False  # a HEAD request: the response carries no content (RFC 9110 §9.3.2)
     # An extended CONNECT (RFC 8441 §4): its :protocol, its DATA until the handler reads
     # it, and the WebSocket once the handler accepted one.
     protocol: str = ""
@@ -123,7 +124,7 @@ class H2Response:
     async def send(self, data: bytes) -> None:
         if not self._stream.started or self._stream.websocket is not None:
             raise RuntimeError("send() before start(), or on a WebSocket")
-        if data:
+        if data and not self._stream.head:  # a HEAD response has no content (RFC 9110 §9.3.2)
             await self._owner.send_data(self._stream, data)
 
     async def end(self, trailers: Headers = ()) -> None:

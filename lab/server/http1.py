@@ -103,7 +103,8 @@ class _H1Response:
     async def send(self, data: bytes) -> None:
         if not self.started or self.websocket is not None:
             raise RuntimeError("send() before start(), or on a WebSocket")
-        if data:
+        # A HEAD response has no content (RFC 9110 §9.3.2): h11 refuses any.
+        if data and not self._owner.head:
             await self._owner.send(h11.Data(data=data))
             self._owner.body_sent += len(data)
 
@@ -142,6 +143,7 @@ class _H1Connection:
         # yet) and the body bytes handed to h11 so far.
         self.status = 0
         self.body_sent = 0
+        self.head = False  # the request is HEAD: its response carries no content
         # The disconnect watch of the response being written, which a WebSocket stops.
         self._watch_scope = trio.CancelScope()
         self._watch_done = trio.Event()
@@ -255,6 +257,7 @@ class _H1Connection:
         method, target = request.method.decode("ascii"), request.target.decode("ascii")
         self.state.request_read(method, target)
         self.status, self.body_sent = 0, 0
+        self.head = request.method == b"HEAD"
         started = trio.current_time()
         complete = False
         try:

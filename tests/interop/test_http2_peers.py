@@ -229,6 +229,24 @@ def test_curl_h2c_gets_the_same_bodies_as_http1(lab: LabServer) -> None:
     assert lines[-1] == {"done": True}
 
 
+def test_head_gets_the_get_headers_and_no_content(lab: LabServer) -> None:
+    # RFC 9110 §9.3.2, over HTTP/1.1 and h2c: the same Content-Length as GET, no content,
+    # and the connection goes on (curl sends a GET after the HEAD on it).
+    curl = require_tool("curl", "curl")
+    for http2 in (False, True):
+        out = subprocess.run(
+            [curl, "-sS", *(["--http2-prior-knowledge"] if http2 else []), "-I",
+             f"{lab.url}/fixed?size=9", "--next", "-o", "/dev/null",
+             "-w", "%{http_code} %{size_download} %{num_connects}", f"{lab.url}/fixed?size=9"],
+            capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        head, _, after = out.stdout.rpartition("\n")
+        assert re.search(r"^HTTP/[\d.]+ 200", head, re.M), head
+        assert re.search(r"^content-length: 9\r?$", head, re.I | re.M), head
+        assert after == "200 9 0"  # the GET after it, on the same connection
+
+
 # -- h2load: many streams on a few connections ------------------------------------------------
 
 _H2LOAD_REQUESTS: Final = re.compile(
