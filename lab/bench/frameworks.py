@@ -62,6 +62,7 @@ class Row:
     tokens_per_chunk: float  # writes (tokens and the end marker) per chunk of the wire
     exact: bool  # the tokens arrived exactly, in order, with the end marker
     headers: str
+    line_end: str = "-"  # SSE rows: what ends the lines of an event, LF or CRLF
     abort: str = ""
     closed_early: bool | None = None  # None: not measured
 
@@ -117,7 +118,11 @@ def _probe(framework: str, endpoint: str, port: int) -> Row:
     sizes = _chunk_sizes(_received(exchange.trace)) if _framing(response) == "chunked" else []
     chunks = len(sizes) if sizes else len(response.pieces)
     noted = [f"{h}: {response.header(h)}" for h in NOTE_HEADERS if response.header(h)]
+    line_end = "-"
+    if endpoint == "sse":
+        line_end = "CRLF" if b"\r\n" in response.body else "LF"
     return Row(
+        line_end=line_end,
         framework=framework,
         endpoint=endpoint,
         content_type=response.header("content-type") or "",
@@ -234,6 +239,7 @@ def _cells(row: Row) -> list[str]:
         size,
         f"{row.tokens_per_chunk:.2f}",
         "yes" if row.exact else "NO",
+        row.line_end,
         row.headers,
         row.abort,
     ]
@@ -241,7 +247,7 @@ def _cells(row: Row) -> list[str]:
 
 HEADINGS: Final = [
     "framework", "endpoint", "content-type", "framing", "chunks", "bytes", "writes/chunk",
-    "exact", "headers of note", f"client leaves after 1 of {ABORT_N} tokens",
+    "exact", "SSE lines", "headers of note", f"client leaves after 1 of {ABORT_N} tokens",
 ]  # fmt: skip
 
 

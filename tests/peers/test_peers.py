@@ -100,6 +100,8 @@ def test_the_frameworks_table_has_a_row_per_server_and_endpoint_from_the_traces(
     assert all(r.chunks == frameworks.PROBE_N + 1 for r in lab)
     assert all(r.tokens_per_chunk == 1 for r in lab)
     assert all(r.closed_early for r in lab)
+    assert {r.line_end for r in rows if r.endpoint == "sse"} <= {"LF", "CRLF"}
+    assert {r.line_end for r in rows if r.endpoint != "sse"} == {"-"}
     sse = next(r for r in lab if r.endpoint == "sse")
     assert "x-accel-buffering: no" in sse.headers
     shown = frameworks.table(rows)
