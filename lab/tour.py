@@ -27,8 +27,10 @@ from lab.scenarios import SCENARIOS, Scenario
 from lab.scenarios.http1 import HTTP1_SCENARIOS
 from lab.scenarios.http2 import HTTP2_SCENARIOS
 from lab.scenarios.mcp import MCP_SCENARIOS
+from lab.scenarios.polling import POLLING_SCENARIOS
 from lab.scenarios.runner import run_scenario, serve_for_scenarios
 from lab.scenarios.sse import SSE_SCENARIOS
+from lab.scenarios.websocket import WEBSOCKET_SCENARIOS
 from lab.wire.h2frames import HeadersFrame
 
 __all__ = [
@@ -69,6 +71,8 @@ def _chapters() -> tuple[Chapter, ...]:
         Chapter("sse", "Server-Sent Events over HTTP/1.1", SSE_SCENARIOS),
         Chapter("http2", "HTTP/2: frames, streams, flow control", HTTP2_SCENARIOS),
         Chapter("mcp", "MCP Streamable HTTP", MCP_SCENARIOS),
+        Chapter("websocket", "WebSocket over HTTP/1.1 and HTTP/2", WEBSOCKET_SCENARIOS),
+        Chapter("polling", "Polling and long polling", POLLING_SCENARIOS),
     )
     registered = {s.name for s in SCENARIOS}
     chapters = [

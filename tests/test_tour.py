@@ -26,7 +26,9 @@ from lab.scenarios import SCENARIOS, get
 from lab.scenarios.http1 import HTTP1_SCENARIOS
 from lab.scenarios.http2 import HTTP2_SCENARIOS
 from lab.scenarios.mcp import MCP_SCENARIOS
+from lab.scenarios.polling import POLLING_SCENARIOS
 from lab.scenarios.sse import SSE_SCENARIOS
+from lab.scenarios.websocket import WEBSOCKET_SCENARIOS
 from lab.tour import choose, go_on, interactive, next_steps, run_tour
 from tests.serverthread import server_in_thread
 from tests.test_cli import CLI_TIMEOUT, lab
@@ -46,6 +48,7 @@ def test_list_is_the_table_of_contents_by_chapter() -> None:
     lines = out.stdout.splitlines()
     chapters = {"http1": HTTP1_SCENARIOS, "sse": SSE_SCENARIOS}
     chapters |= {"http2": HTTP2_SCENARIOS, "mcp": MCP_SCENARIOS}
+    chapters |= {"websocket": WEBSOCKET_SCENARIOS, "polling": POLLING_SCENARIOS}
     for number, s in enumerate(SCENARIOS, 1):
         pattern = rf"\s*{number}\s+{re.escape(s.name)}\s+{re.escape(s.summary)}"
         at = [i for i, line in enumerate(lines) if re.fullmatch(pattern, line)]

@@ -7,6 +7,14 @@ therefore interleave exactly as they did on the socket.
 
 Nothing is dropped: bytes a decoder refuses become an :class:`Unparsed` segment carrying
 the decoder's error, and a message cut short by the end of the connection is marked.
+
+WebSocket is nested where it starts. Over HTTP/1.1 the two directions' decoders are paired
+(:class:`lab.wire.http1.MessageDecoder`): after a 101 (RFC 6455 §4.2.2) both read WebSocket
+frames, the response direction from the 101's empty line, the request direction from the
+end of the request that asked; what a client sent before the answer came is held, and read
+once the record carrying the answer's head has been. Over HTTP/2 each extended CONNECT the
+client sends (RFC 8441 §4) is announced to the server direction's decoder, so that its DATA
+frames are read as WebSocket frames once the server accepts.
 """
 
 from __future__ import annotations
@@ -25,12 +33,15 @@ from lab.wire.h2fields import FrameField
 from lab.wire.h2frames import (
     DEFAULT_HEADER_TABLE_SIZE,
     DEFAULT_MAX_FRAME_SIZE,
+    ContinuationFrame,
+    HeadersFrame,
     SettingId,
     SettingsFrame,
 )
-from lab.wire.h2messages import H2Decoder
+from lab.wire.h2messages import H2Decoder, opens_websocket
 from lab.wire.http1 import MessageDecoder, RequestLine
 from lab.wire.segment import Nested, Segment
+from lab.wire.websocket_fields import FrameField as WebSocketField
 
 __all__ = [
     "Annotated",
@@ -84,15 +95,15 @@ class AnnotatedConnection:
     def record_notes(self) -> dict[int, list[str]]:
         """For each SEND/RECV record, the notes of the segments whose bytes it carried.
 
-        The fields of an HTTP/2 frame are left out: the frame's own note says what they
-        hold, and a pcapng reader (Wireshark) dissects the fields itself.
+        The fields of an HTTP/2 or a WebSocket frame are left out: the frame's own note
+        says what they hold, and a pcapng reader (Wireshark) dissects the fields itself.
         """
         out: dict[int, list[str]] = {}
         for direction in (True, False):
             spans = _record_spans(self.conn, from_client=direction)
             starts = [start for _, start, _ in spans]
             for seg in self.segments(from_client=direction, nested=True):
-                if isinstance(seg, Nested) and isinstance(seg.unit, FrameField):
+                if isinstance(seg, Nested) and isinstance(seg.unit, FrameField | WebSocketField):
                     continue
                 first = max(bisect_right(starts, seg.start) - 1, 0)
                 last = max(bisect_left(starts, seg.end) - 1, first)
@@ -197,12 +208,18 @@ class _H2Settings:
 
 def _decoders(conn: ConnectionTrace) -> tuple[_Decoder, _Decoder]:
     if conn.protocol.startswith("http/1"):
-        return MessageDecoder("request"), MessageDecoder("response")
+        requests = MessageDecoder("request")
+        return requests, MessageDecoder("response", requests=requests)
     if conn.protocol in ("h2", "h2c"):
         return H2Decoder(from_client=True), H2Decoder(from_client=False)
     if conn.protocol == "tls":  # a packet capture of TLS: records, the payload opaque
         return TLSRecordDecoder(), TLSRecordDecoder()
     raise ValueError(f"no annotator for protocol {conn.protocol!r}")
+
+
+def _awaiting(decoder: _Decoder) -> bool:
+    """An HTTP/1.1 request decoder holding what follows a request that asked to upgrade."""
+    return isinstance(decoder, MessageDecoder) and decoder.awaiting_answer is not None
 
 
 def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConnection:
@@ -233,6 +250,13 @@ def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConne
                 and isinstance(to_client, MessageDecoder)
             ):
                 to_client.expect(seg.method)
+            if (
+                from_client
+                and isinstance(seg, HeadersFrame | ContinuationFrame)
+                and isinstance(to_client, H2Decoder)
+                and opens_websocket(seg)
+            ):
+                to_client.expect_websocket(seg.stream_id)  # a WebSocket, if it is accepted
 
     for i, rec in enumerate(conn.records):
         if isinstance(rec, StreamBreak):  # from a packet capture: a gap or a conflict
@@ -240,7 +264,12 @@ def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConne
             emit(from_client, sides[from_client].stop(rec.reason), i, rec.t)
         elif rec.kind in (SEND, RECV):
             from_client = conn.is_from_client(rec)
+            held = _awaiting(to_server)
             emit(from_client, sides[from_client].feed(rec.data), i, rec.t)
+            if held and not from_client and not _awaiting(to_server):
+                # The answer to a request that asked to upgrade (RFC 9110 §7.8) came: what
+                # the client sent after it is read now, as the new protocol or as HTTP/1.1.
+                emit(True, sides[True].feed(b""), i, rec.t)
         elif rec.kind in (EOF, SHUTDOWN):
             # EOF: the tapped side's peer finished sending; SHUTDOWN: the tapped side did.
             from_client = (conn.side == "server") == (rec.kind == EOF)

@@ -24,6 +24,10 @@ What differs between two honest runs, and what :func:`normalize` does about it:
   allows) becomes :data:`SESSION_ID_FILL` repeated to the same length, so no offset moves.
   What the comparison no longer sees is whether the id a client sends back is the one it
   was given; the MCP tests check that.
+- **a poll stream's run id**: the server keeps a poll stream (``/poll``, ``/longpoll``) by
+  its name for two minutes, so a polling scenario names its stream afresh on each run
+  (``stream=poll-short.1f2e3d4c``, :mod:`lab.scenarios.polling`); the 8 hex digits after
+  the dot become :data:`RUN_ID_FILL`, as many, so no offset moves.
 
 Hosts, the bytes themselves and the order of records across directions are kept: if those
 differ, the scenario is not reproducible, and the comparison should say so. In HTTP/2 the
@@ -45,6 +49,7 @@ from lab.capture.trace import RECV, SEND, ConnectionTrace, Record, Trace
 __all__ = [
     "CLIENT_PORT",
     "PLACEHOLDER_DATE",
+    "RUN_ID_FILL",
     "SERVER_PORT",
     "SESSION_ID_FILL",
     "normalize",
@@ -74,6 +79,12 @@ SESSION_ID_FILL: Final = b"*"
 _SESSION_ID_FIELD: Final = re.compile(
     rb"(?:^|(?<=\n))((?i:mcp-session-id):[ \t]*)([\x21-\x7e]+)(?=[ \t]*\r?\n)"
 )
+
+
+# A poll stream's name in a request target: a name, a dot, then the 8-hex-digit run id.
+_POLL_RUN_ID: Final = re.compile(rb"([?&]stream=[A-Za-z0-9_-]+\.)[0-9a-f]{8}(?=[&\s])")
+RUN_ID_FILL: Final = b"x"
+_RUN_ID_REPLACEMENT: Final = rb"\g<1>" + RUN_ID_FILL * 8
 
 
 def _fill_session_id(match: re.Match[bytes]) -> bytes:
@@ -132,6 +143,7 @@ def _normalize_connection(conn: ConnectionTrace) -> ConnectionTrace:
         if pending:
             data = _DATE_FIELD.sub(_DATE_REPLACEMENT, b"".join(pending))
             data = rewrite_host(_SESSION_ID_FIELD.sub(_fill_session_id, data))
+            data = _POLL_RUN_ID.sub(_RUN_ID_REPLACEMENT, data)
             records.append(Record(0.0, pending_kind, data))
             pending.clear()
 

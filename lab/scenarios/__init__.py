@@ -11,8 +11,10 @@ from lab.capture.trace import Trace
 from lab.scenarios.http1 import HTTP1_SCENARIOS
 from lab.scenarios.http2 import HTTP2_SCENARIOS
 from lab.scenarios.mcp import MCP_SCENARIOS
+from lab.scenarios.polling import POLLING_SCENARIOS
 from lab.scenarios.runner import SCENARIO_DATE, Scenario, ScenarioFn, run_in_order, run_scenario
 from lab.scenarios.sse import SSE_SCENARIOS
+from lab.scenarios.websocket import WEBSOCKET_SCENARIOS
 
 __all__ = [
     "SCENARIOS",
@@ -30,6 +32,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     *SSE_SCENARIOS,
     *HTTP2_SCENARIOS,
     *MCP_SCENARIOS,
+    *WEBSOCKET_SCENARIOS,
+    *POLLING_SCENARIOS,
 )
 
 

@@ -13,7 +13,14 @@ direction, as on the wire). Under each frame it nests, as
   the fragment (or fragments, when CONTINUATION frames carried the block);
 - for a response whose ``content-type`` is ``text/event-stream``, the SSE lines carried in
   that stream's DATA frames, placed on the wire across frame headers like SSE lines
-  across chunk framing in HTTP/1.1.
+  across chunk framing in HTTP/1.1;
+- on a WebSocket stream (RFC 8441: an extended CONNECT, ``:method CONNECT`` with
+  ``:protocol websocket``, §4), the WebSocket frames carried in its DATA frames (RFC 6455
+  §5), each followed by its fields, placed on the wire the same way: a WebSocket frame
+  may straddle DATA frames. The client's direction decodes them from the request on (as
+  :func:`opens_websocket` tells); the server's once the server has accepted with a 2xx
+  (RFC 8441 §5), which its decoder can only know from the other direction: whoever reads
+  both calls :meth:`H2Decoder.expect_websocket` with the stream of each such request.
 
 Streams are many and interleaved, so there is one body decoder per stream, bounded by
 :data:`MAX_TRACKED_STREAMS`.
@@ -36,11 +43,12 @@ from lab.wire.h2frames import (
 from lab.wire.nested import BodyContent
 from lab.wire.segment import Nested, Segment
 from lab.wire.sse import SSEDecoder
+from lab.wire.websocket_decoder import WebSocketDecoder
 
-__all__ = ["MAX_TRACKED_STREAMS", "H2Decoder"]
+__all__ = ["MAX_TRACKED_STREAMS", "H2Decoder", "opens_websocket"]
 
-# Event streams decoded at once per direction. A viewer follows at most this many open
-# SSE streams; more (an odd trace) are shown as frames only.
+# Bodies decoded at once per direction. A viewer follows at most this many open SSE or
+# WebSocket streams; more (an odd trace) are shown as frames only.
 MAX_TRACKED_STREAMS: Final = 1024
 _END_STREAM: Final = 0x1
 
@@ -53,6 +61,13 @@ class H2Decoder:
         self.from_client = from_client
         self.frames = FrameDecoder(expect_preface=from_client, decode_headers=True)
         self._bodies: dict[int, BodyContent] = {}
+        self._websockets: set[int] = set()  # extended CONNECTs whose answer is to come
+
+    def expect_websocket(self, stream_id: int) -> None:
+        """The client opened a WebSocket on ``stream_id`` (an extended CONNECT): a 2xx
+        answer on it makes its DATA WebSocket frames (server direction only)."""
+        if not self.from_client and len(self._websockets) < MAX_TRACKED_STREAMS:
+            self._websockets.add(stream_id)
 
     def feed(self, data: bytes) -> list[Segment]:
         try:
@@ -81,7 +96,7 @@ class H2Decoder:
                 if isinstance(field.unit, FragmentField):
                     out.extend(self._hpack(seg))
             if isinstance(seg, HeadersFrame | ContinuationFrame) and seg.block is not None:
-                self._maybe_event_stream(seg)
+                self._maybe_body(seg)
             elif isinstance(seg, DataFrame):
                 body = self._bodies.get(seg.stream_id)
                 if body is not None:
@@ -108,12 +123,37 @@ class H2Decoder:
             out.append(Nested(ranges[0][0], ranges[-1][1], rep, block.data[rep.start : rep.end]))
         return out
 
-    def _maybe_event_stream(self, frame: HeadersFrame | ContinuationFrame) -> None:
-        if self.from_client or frame.block is None:
+    def _maybe_body(self, frame: HeadersFrame | ContinuationFrame) -> None:
+        """Start decoding the stream's DATA if the field block says what they carry."""
+        if frame.block is None:
+            return
+        sid = frame.stream_id
+        ends = isinstance(frame, HeadersFrame) and frame.flags & _END_STREAM
+        if ends or len(self._bodies) >= MAX_TRACKED_STREAMS or sid in self._bodies:
+            self._websockets.discard(sid)
             return
         headers = dict(frame.block.headers)
+        if self.from_client:
+            if opens_websocket(frame):
+                self._bodies[sid] = BodyContent(WebSocketDecoder("server"))  # a client's
+            return
+        if sid in self._websockets:
+            status = headers.get(b":status", b"")
+            if status.startswith(b"1"):
+                return  # an interim response (RFC 9113 §8.1): the answer is still to come
+            self._websockets.discard(sid)
+            if status.startswith(b"2"):  # accepted (RFC 8441 §5)
+                self._bodies[sid] = BodyContent(WebSocketDecoder("client"))  # a server's
+            return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        ends = isinstance(frame, HeadersFrame) and frame.flags & _END_STREAM
-        room = len(self._bodies) < MAX_TRACKED_STREAMS
-        if content_type == b"text/event-stream" and not ends and room:
-            self._bodies[frame.stream_id] = BodyContent(SSEDecoder())
+        if content_type == b"text/event-stream":
+            self._bodies[sid] = BodyContent(SSEDecoder())
+
+
+def opens_websocket(frame: Frame) -> bool:
+    """Whether ``frame`` ends a request's field block that opens a WebSocket: an extended
+    CONNECT (``:method CONNECT``, ``:protocol websocket``: RFC 8441 §4)."""
+    if not isinstance(frame, HeadersFrame | ContinuationFrame) or frame.block is None:
+        return False
+    headers = dict(frame.block.headers)
+    return headers.get(b":method") == b"CONNECT" and headers.get(b":protocol") == b"websocket"

@@ -9,6 +9,24 @@ ChunkedDecoder`), Content-Length, or (responses only) until the connection close
 It is a viewer's decoder, not a server's: the servers use h11. It is strict where
 framing is concerned (a bad length or a bad chunk raises :class:`HTTP1Error` with the
 offset) and keeps every byte accounted for in some segment.
+
+Switching protocols (RFC 9110 §7.8, §15.2.2): after a ``101 Switching Protocols`` the
+connection no longer carries HTTP/1.1. The response direction switches right after the
+101's empty line; for ``Upgrade: websocket`` what follows is WebSocket frames (RFC 6455
+§4.2.2), decoded by :class:`lab.wire.websocket_decoder.WebSocketDecoder` (role
+``"client"``: what a server sends), each frame followed by its fields; any other protocol
+is shown as :class:`UpgradedData`. The request direction cannot tell on its own: a request
+asking to upgrade may be answered 101 or with an ordinary response. So the two directions'
+decoders are paired, ``MessageDecoder("response", requests=request_decoder)``: after a
+request with an ``Upgrade`` field (and ``Connection: upgrade``) the request decoder holds
+the bytes that follow (:attr:`MessageDecoder.awaiting_answer`) until the response decoder
+has read the answer's head; on a 101 they are the new protocol's from the end of that
+request (WebSocket frames, role ``"server"``), on any final status HTTP/1.1 again. They
+come out of the request decoder's next :meth:`~MessageDecoder.feed` (``feed(b"")`` asks
+for them) or its :meth:`~MessageDecoder.eof`, which reads anything still held as HTTP/1.1.
+A WebSocket client sends nothing between its request and the 101 (RFC 6455 §4.1), so in a
+well-behaved trace nothing is ever held. A request decoder without a partner holds nothing
+and reads on as HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -23,6 +41,8 @@ from lab.wire.errors import ProtocolError
 from lab.wire.nested import BodyContent
 from lab.wire.segment import Segment
 from lab.wire.sse import SSEDecoder
+from lab.wire.websocket_decoder import WebSocketDecoder
+from lab.wire.websocket_segments import Role
 
 _DIGITS: Final = re.compile(r"[0-9]+")
 
@@ -36,6 +56,7 @@ __all__ = [
     "MessageDecoder",
     "RequestLine",
     "StatusLine",
+    "UpgradedData",
 ]
 
 # A viewer shows heads that a server refused too (the 431 experiments send 16 KiB+), so
@@ -113,6 +134,36 @@ class BodyData(Segment):
         return f"{len(self.data)} bytes of body"
 
 
+@dataclass(frozen=True, slots=True)
+class UpgradedData(Segment):
+    protocol: str
+    data: bytes
+    kind: ClassVar[str] = "upgraded-data"
+
+    def note(self) -> str:
+        return (
+            f"{len(self.data)} bytes of {self.protocol!r} after 101 Switching Protocols "
+            "(RFC 9110 §15.2.2): the lab does not decode it here"
+        )
+
+
+class _Opaque:
+    """The bytes of a protocol the lab does not decode after a 101, as they come."""
+
+    def __init__(self, protocol: str, offset: int) -> None:
+        self.protocol = protocol
+        self.offset = offset
+
+    def feed(self, data: bytes) -> list[Segment]:
+        if not data:
+            return []
+        start, self.offset = self.offset, self.offset + len(data)
+        return [UpgradedData(start, self.offset, self.protocol, data)]
+
+    def eof(self) -> list[Segment]:
+        return []
+
+
 _Framing = Literal["none", "length", "chunked", "close"]
 
 
@@ -121,10 +172,20 @@ class MessageDecoder:
 
     For ``role="response"``, call :meth:`expect` with each request's method in order
     (a response to HEAD has no body). Without it, responses are read as answers to GET.
+    ``requests`` (responses only) pairs it with the decoder of the same connection's
+    requests, which then switches protocols with it (see the module docstring).
     """
 
-    def __init__(self, role: Literal["request", "response"]) -> None:
-        self.role = role
+    def __init__(
+        self, role: Literal["request", "response"], *, requests: MessageDecoder | None = None
+    ) -> None:
+        self.role: Literal["request", "response"] = role
+        if requests is not None and (role != "response" or requests.role != "request"):
+            raise ValueError("requests= pairs a response decoder with a request decoder")
+        self._requests = requests
+        self._paired = False  # a request decoder whose response decoder tells it the answers
+        if requests is not None:
+            requests._paired = True
         self._buf = bytearray()
         self._offset = 0  # absolute offset of _buf[0]
         self._framing: _Framing | None = None  # None: reading a head
@@ -132,11 +193,38 @@ class MessageDecoder:
         self._chunked: ChunkedDecoder | None = None
         self._methods: deque[str] = deque()
         self._content: BodyContent | None = None  # the body's own format, if the lab knows it
+        self._upgrade_asked: str | None = None  # the Upgrade field of the request being read
+        self._waiting: str | None = None  # that field, while its answer is not known
+        self._switched: str | None = None  # the protocol after a 101
+        self._upgraded: WebSocketDecoder | _Opaque | None = None
 
     def expect(self, method: str) -> None:
         self._methods.append(method)
 
+    @property
+    def awaiting_answer(self) -> str | None:
+        """The ``Upgrade`` field value of a request whose answer the paired response
+        decoder has not read yet: the bytes after it are held. None otherwise."""
+        return self._waiting
+
+    @property
+    def protocol(self) -> str | None:
+        """The protocol this direction switched to (``"websocket"``), or None while it
+        carries HTTP/1.1."""
+        return self._switched
+
+    def _answered(self, status: int, protocol: str) -> None:
+        """The paired response decoder read the answer to the request that asked to
+        upgrade: a 101 switches this direction to ``protocol`` at the end of that request,
+        a final status keeps it HTTP/1.1. The held bytes are read at the next feed."""
+        if self._waiting is not None and (status == 101 or status >= 200):
+            self._waiting = None
+            if status == 101:
+                self._switch(protocol)
+
     def feed(self, data: bytes) -> list[Segment]:
+        if self._upgraded is not None and not self._buf:
+            return self._upgraded.feed(data)
         self._buf += data
         out: list[Segment] = []
         try:
@@ -152,7 +240,13 @@ class MessageDecoder:
     def eof(self) -> list[Segment]:
         """End of this direction: ends a close-delimited body; anything else left is an
         error (a message cut short)."""
-        out = self.feed(b"")
+        if self._upgraded is not None:
+            return self.feed(b"") + self._upgraded.eof()
+        out: list[Segment] = []
+        while self._waiting is not None:  # never answered: what was held is HTTP/1.1
+            self._waiting = None
+            out += self.feed(b"")
+        out += self.feed(b"")
         if self._framing == "close":
             self._end_message(out)
         elif self._framing is not None or self._buf:
@@ -173,6 +267,20 @@ class MessageDecoder:
         self._framing = None
         self._chunked = None
         self._content = None
+        if self._upgrade_asked is not None and self._paired:
+            # The request asked to switch protocols: what follows it depends on the answer.
+            self._waiting = self._upgrade_asked
+        self._upgrade_asked = None
+
+    def _switch(self, protocol: str) -> None:
+        """From the next byte on, this direction carries ``protocol``."""
+        self._switched = protocol
+        if protocol == "websocket":
+            # The role is who reads these bytes: the server reads the requests' direction.
+            reader: Role = "server" if self.role == "request" else "client"
+            self._upgraded = WebSocketDecoder(reader, offset=self._offset)
+        else:
+            self._upgraded = _Opaque(protocol, self._offset)
 
     def _body(self, out: list[Segment], segs: list[Segment]) -> None:
         """Body segments out, each followed by what the body's own format makes of it."""
@@ -182,6 +290,12 @@ class MessageDecoder:
                 out.extend(self._content.feed(seg.start, seg.data))
 
     def _step(self, out: list[Segment]) -> bool:
+        if self._upgraded is not None:
+            if self._buf:  # the bytes after the 101's head, in the same read
+                out.extend(self._upgraded.feed(self._take(len(self._buf))))
+            return False
+        if self._waiting is not None:
+            return False  # held until the answer to the upgrade request is known
         if self._framing is None:
             return self._head(out)
         if self._framing == "length":
@@ -265,10 +379,26 @@ class MessageDecoder:
             headers.append((field.name.lower(), field.value))
             segs.append(field)
         framing, words = self._framing_for(segs[0], headers, base)
+        switching = isinstance(segs[0], StatusLine) and segs[0].status == 101
+        upgrade = _upgrade(headers, switching)
+        if switching:
+            if upgrade == "websocket":
+                what, rfcs = "WebSocket frames", "RFC 9110 §15.2.2, RFC 6455 §4.2.2"
+            else:
+                what, rfcs = repr(upgrade or ""), "RFC 9110 §15.2.2"
+            words = f"absent; from the next byte on the connection carries {what} (101: {rfcs})"
+        elif upgrade and self.role == "request":
+            self._upgrade_asked = upgrade
+            words += f"; asks to switch to {upgrade} (RFC 9110 §7.8): a 101 switches after it"
         blank_start, blank_end, _ = lines[-1]
         segs.append(HeadEnd(blank_start, blank_end, words))
         out.extend(segs)
         self._take(pos)
+        if self._requests is not None and isinstance(segs[0], StatusLine):
+            self._requests._answered(segs[0].status, upgrade or "")
+        if switching:
+            self._switch(upgrade or "")
+            return True
         if framing != "none" and self.role == "response":
             content_type = next((v for k, v in headers if k == "content-type"), "")
             if content_type.split(";")[0].strip().lower() == "text/event-stream":
@@ -330,3 +460,16 @@ class MessageDecoder:
         if self.role == "request":
             return "none", "absent (no Content-Length, no Transfer-Encoding)"
         return "close", "runs until the connection closes (no length given)"
+
+
+def _upgrade(headers: list[tuple[str, str]], switching: bool) -> str | None:
+    """The first protocol an ``Upgrade`` field names, lower-cased (without a version).
+
+    A request asks to upgrade only when ``Connection`` also carries the ``upgrade``
+    option (RFC 9110 §7.8: a server ignores an Upgrade field without it); a 101
+    (``switching``) has switched whatever its fields say. None: no protocol named."""
+    options = {o.strip().lower() for k, v in headers if k == "connection" for o in v.split(",")}
+    offered = [p.strip() for k, v in headers if k == "upgrade" for p in v.split(",")]
+    if not offered or not offered[0] or not (switching or "upgrade" in options):
+        return None
+    return offered[0].split("/")[0].lower()

@@ -103,6 +103,19 @@ KIND_STYLES: Final[dict[str, str]] = {
     "h2-fragment": "steel_blue3",
     "h2-data": "bold spring_green3",
     "h2-debug-data": "indian_red",
+    # WebSocket (lab.wire.websocket): a frame, then its fields (lab.wire.websocket_fields)
+    "ws-frame": "bold orange3",
+    "ws-fin": "bold hot_pink3",
+    "ws-rsv": "grey46",
+    "ws-opcode": "bold dark_violet",
+    "ws-mask": "bold royal_blue1",
+    "ws-length": "bold yellow4",
+    "ws-masking-key": "turquoise4",
+    "ws-payload": "bold dark_olive_green3",
+    "ws-close-code": "bold medium_violet_red",
+    "ws-close-reason": "rosy_brown",
+    # the bytes of another protocol after a 101 (lab.wire.http1)
+    "upgraded-data": "tan",
     # bytes no decoder took (lab.capture.annotate)
     "unparsed": "bold red",
 }

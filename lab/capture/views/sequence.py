@@ -1,8 +1,8 @@
 """The sequence view: a two-column sequence diagram of a connection.
 
 Client on the left, server on the right, one arrow per message unit (a head, a chunk, the
-last chunk, trailers, a dispatched SSE event, an HTTP/2 frame, connection events), in time
-order.
+last chunk, trailers, a dispatched SSE event, an HTTP/2 frame, a WebSocket message or
+frame, connection events), in time order.
 
 An arrow's words come in three parts, and only the last is ever cut to fit the lane:
 
@@ -56,6 +56,7 @@ from lab.wire.h2frames import (
 )
 from lab.wire.http1 import BodyData, HeaderField, RequestLine, StatusLine
 from lab.wire.segment import Nested
+from lab.wire.websocket_segments import WebSocketFrame
 
 __all__ = ["KEPT_FIELDS", "MAX_LANE_WIDTH", "MIN_LANE_WIDTH", "render_sequence"]
 
@@ -222,7 +223,17 @@ class _Units:
         return True
 
     def _nested(self, a: Annotated, seg: Nested) -> None:
-        # Only what the body's format *did* becomes an arrow: a dispatched SSE event.
+        # Only what the body's format *did* becomes an arrow: a dispatched SSE event, a
+        # WebSocket frame (in the DATA frames of an RFC 8441 stream).
+        if isinstance(seg.unit, WebSocketFrame):
+            unit = _Unit(a.t, a.from_client, "", kind_style(seg.unit.kind))
+            _ws_unit(unit, seg.unit)
+            if self._data_stream is not None:
+                unit.label += f" on stream {self._data_stream}"
+            self._pending.append(unit)
+            if self._open is None:
+                self._flush()
+            return
         event = getattr(seg.unit, "event", None)
         if event is None:
             return
@@ -262,6 +273,8 @@ class _Units:
                 unit.label = "last chunk (0)"
             elif isinstance(seg, BodyData):
                 _data_unit(unit, f"body {seg.nbytes} B", _segment_data(seg, stream))
+            elif isinstance(seg, WebSocketFrame):
+                _ws_unit(unit, seg)
             elif isinstance(seg, Frame):
                 _frame_unit(unit, seg)
                 if isinstance(seg, DataFrame):
@@ -293,6 +306,26 @@ def _data_unit(unit: _Unit, label: str, data: bytes) -> None:
     quoted = details(unit.jsonrpc) if unit.jsonrpc else data
     if quoted:
         unit.extra = _preview(quoted)
+
+
+def _ws_unit(unit: _Unit, frame: WebSocketFrame) -> None:
+    """A WebSocket frame's words: the message it completes (``ws text "Hello"``, ``ws close
+    1000``), or, for a fragment that completes none, the frame."""
+    message = frame.message
+    if message is None:
+        unit.label = f"ws {frame.opcode_name} fragment {frame.fragment}"
+        unit.extra = _preview(frame.data) if frame.data else ""
+    elif message.type == "close":
+        unit.label = "ws close" + (f" {message.code}" if message.code is not None else "")
+        unit.keep = [f"reason {message.reason!r}"] if message.reason else []
+    elif message.type == "binary":
+        unit.label = f"ws binary {len(message.data)} B"
+        unit.extra = _preview(frame.data)
+    else:  # text, ping, pong: the data is the point, and short
+        data = message.data.encode() if isinstance(message.data, str) else message.data
+        unit.label = f"ws {message.type}" + (f" {_preview(data)}" if data else "")
+    if frame.fragment > 1:
+        unit.extra = f"{frame.fragment} fragments"
 
 
 def _frame_unit(unit: _Unit, frame: Frame) -> None:

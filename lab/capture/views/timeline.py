@@ -33,6 +33,7 @@ from lab.capture.views.common import (
 )
 from lab.wire.h2frames import DataFrame
 from lab.wire.segment import Segment
+from lab.wire.websocket_segments import WebSocketFrame
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,9 +47,12 @@ TIMELINE_BAR_WIDTH: Final = 40
 
 def _carries_data(seg: Segment) -> bool:
     """Body data: chunk data or a slice of a body in HTTP/1.1, a non-empty DATA frame in
-    HTTP/2 (an empty one only carries END_STREAM)."""
+    HTTP/2 (an empty one only carries END_STREAM), a WebSocket data frame after a 101 (its
+    payload, unmasked; control frames carry no data)."""
     if isinstance(seg, DataFrame):
         return bool(seg.data)
+    if isinstance(seg, WebSocketFrame):
+        return not seg.is_control and bool(seg.data)
     return seg.kind in DATA_KINDS
 
 
