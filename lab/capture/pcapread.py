@@ -70,6 +70,7 @@ from lab.wire.segment import Segment
 
 __all__ = [
     "MAX_CONNECTIONS",
+    "MAX_NOTES",
     "MAX_PACKETS",
     "MAX_PAYLOAD_BYTES",
     "CaptureError",
@@ -86,6 +87,11 @@ MAX_PACKETS: Final = 1_000_000
 MAX_CONNECTIONS: Final = 10_000
 # TCP payload bytes held in memory while reading (all connections, retransmissions too).
 MAX_PAYLOAD_BYTES: Final = 256 * 1024 * 1024
+
+# Notes (a gap, a missing SYN, retransmissions) in the trace's description, which every
+# view prints as its title: past this many the rest are counted, not listed. A gap is
+# also said where it is, in the connection's own rows.
+MAX_NOTES: Final = 20
 
 _CUT_HINT: Final = (
     "cut the capture down first, e.g. tshark -r FILE -Y 'tcp.port == 8080' -w smaller.pcapng"
@@ -138,6 +144,9 @@ def read_capture(path: str | Path) -> Trace:
     summary = f"{kind} capture: {frames} packets, {len(connections)} TCP connection{plural}"
     if skipped:
         summary += f"; not TCP or not read: {_counts(skipped)}"
+    if len(notes) > MAX_NOTES:
+        more = len(notes) - MAX_NOTES
+        notes = [*notes[:MAX_NOTES], f"… and {more} more notes like these"]
     trace.description = "\n".join([summary, *notes])
     return trace
 

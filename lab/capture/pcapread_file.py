@@ -103,8 +103,9 @@ def read_frames(f: BinaryIO) -> Iterator[Frame]:
     raise CaptureFormatError(f"not a pcap or pcapng file (it starts {head.hex()})")
 
 
-def _read(f: BinaryIO, n: int, at: int, what: str) -> bytes:
-    data = f.read(n)
+def _read(f: BinaryIO, n: int, at: int, what: str, *, have: bytes = b"") -> bytes:
+    """``n`` bytes at file offset ``at`` (``have``: those of them read already)."""
+    data = have + f.read(n - len(have)) if len(have) < n else have
     if len(data) < n:
         raise CaptureFormatError(
             f"truncated: the file ends inside {what} (byte offset {at + len(data)}, "
@@ -130,8 +131,7 @@ def _pcap(f: BinaryIO, magic: bytes) -> Iterator[Frame]:
         if not record:
             return
         number += 1
-        if len(record) < 16:
-            _read(f, 16 - len(record), offset + len(record), f"the header of packet {number}")
+        record = _read(f, 16, offset, f"the header of packet {number}", have=record)
         seconds, fraction, caplen, origlen = struct.unpack(order + "IIII", record)
         if caplen > MAX_FRAME_BYTES:
             raise CaptureFormatError(
@@ -167,8 +167,7 @@ def _pcapng(f: BinaryIO, first: bytes) -> Iterator[Frame]:
         unread = None
         if not block_type:
             return
-        if len(block_type) < 4:
-            _read(f, 4 - len(block_type), at + len(block_type), "a block header")
+        block_type = _read(f, 4, at, "a block header", have=block_type)
         length_bytes = _read(f, 4, at + 4, "a block header")
         if block_type == _SHB:
             magic = _read(f, 4, at + 8, "a section header")

@@ -154,7 +154,7 @@ def _ip_packet(linktype: int, data: bytes) -> bytes | str:
         return _by_ethertype(int.from_bytes(data[14:16], "big"), data[16:])
     if linktype == 276:
         return _by_ethertype(int.from_bytes(data[0:2], "big"), data[20:])
-    return f"link type {linktype} (not read: {', '.join(sorted(set(LINKTYPES.values())))})"
+    return f"of link type {linktype} (lab show reads {', '.join(sorted(LINKTYPES.values()))})"
 
 
 def _by_ethertype(ethertype: int, payload: bytes) -> bytes | str:

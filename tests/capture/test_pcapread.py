@@ -10,10 +10,13 @@ bytes of each direction, the records, and what `lab show` prints.
 
 from __future__ import annotations
 
+import functools
+import io
 import itertools
 import ssl
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether, Loopback
@@ -36,7 +40,7 @@ from lab.capture.pcapread_file import read_frames
 from lab.capture.pcapread_packet import TCPSegment
 from lab.capture.pcapread_records import StreamBreak
 from lab.capture.pcapread_tcp import reassemble
-from lab.capture.pcapread_tls import TLSRecord
+from lab.capture.pcapread_tls import TLSRecord, TLSRecordDecoder, TLSRecordError
 from lab.capture.trace import (
     CLOSE,
     CONNECT,
@@ -49,6 +53,7 @@ from lab.capture.trace import (
     Record,
     Trace,
 )
+from lab.capture.views import render
 from lab.wire.chunked import ChunkSize
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -541,6 +546,31 @@ def test_tls_is_opaque_but_the_client_hello_names_the_server(tmp_path: Path) -> 
     assert "tls" in out.stdout
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    hello=st.binary(max_size=300),
+    kind=st.sampled_from([1, 2]),
+    split=st.integers(0, 400),
+)
+def test_any_hello_is_read_or_called_malformed(hello: bytes, kind: int, split: int) -> None:
+    """Whatever a ClientHello or ServerHello holds, the record is one segment with a note."""
+    message = bytes([kind]) + len(hello).to_bytes(3, "big") + hello
+    record = bytes([22, 3, 1]) + len(message).to_bytes(2, "big") + message
+    decoder = TLSRecordDecoder()
+    (segment,) = decoder.feed(record[:split]) + decoder.feed(record[split:]) + decoder.eof()
+    assert (segment.start, segment.end) == (0, len(record))
+    assert segment.note().startswith("TLS record: handshake")
+
+
+def test_bytes_that_are_not_tls_are_refused_where_they_start() -> None:
+    decoder = TLSRecordDecoder()
+    good = bytes([23, 3, 3, 0, 2]) + b"\0\0"
+    with pytest.raises(TLSRecordError, match="not a TLS record header") as info:
+        decoder.feed(good + b"GET / HTTP/1.1\r\n")
+    assert info.value.offset == len(good)
+    assert [(s.start, s.end) for s in info.value.segments] == [(0, len(good))]
+
+
 def test_unknown_bytes_are_shown_not_annotated(tmp_path: Path) -> None:
     conv = Conversation(server=("10.0.0.2", 6379))
     conv.handshake()
@@ -640,6 +670,42 @@ def test_a_corrupt_block_length_is_refused(tmp_path: Path) -> None:
     (tmp_path / "bad.pcapng").write_bytes(bytes(raw))
     with pytest.raises(CaptureError, match="has length 13"):
         read_capture(tmp_path / "bad.pcapng")
+
+
+@functools.cache
+def _small_capture(fmt: str) -> bytes:
+    conv = Conversation()
+    conv.exchange()
+    with tempfile.TemporaryDirectory() as directory:
+        return write(Path(directory) / f"small.{fmt}", conv.packets, fmt=fmt).read_bytes()
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    fmt=st.sampled_from(["pcapng", "pcap"]),
+    cut=st.one_of(st.just(0), st.integers(1, 1200)),
+    flips=st.lists(st.tuples(st.integers(0, 1200), st.integers(1, 255)), max_size=4),
+)
+def test_damaged_files_are_refused_in_words_or_read(
+    tmp_path_factory: pytest.TempPathFactory, fmt: str, cut: int, flips: list[tuple[int, int]]
+) -> None:
+    """Any byte changed, any length cut: a trace or a CaptureError, never another error."""
+    data = bytearray(_small_capture(fmt))
+    for at, xor in flips:
+        if at < len(data):
+            data[at] ^= xor
+    path = tmp_path_factory.mktemp("damaged") / f"d.{fmt}"
+    path.write_bytes(bytes(data[: max(0, len(data) - cut)]))
+    outcome: Trace | CaptureError
+    try:
+        outcome = read_capture(path)
+    except CaptureError as exc:
+        outcome = exc
+    if isinstance(outcome, CaptureError):
+        assert "\n" not in str(outcome)
+    else:  # and every view shows it
+        for view in ("annotated", "hex", "timeline", "sequence"):
+            render(outcome, view, Console(file=io.StringIO(), width=120))
 
 
 @pytest.mark.parametrize("view", ["annotated", "hex", "timeline", "sequence"])
