@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Final
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as websocket_connect
 
 from lab.apps.tokens import tokens_for
@@ -56,9 +57,9 @@ SERVER_WAIT: Final = 10.0
 CANARY_INTERVAL: Final = 0.1
 
 
-def _why_not(stderr: str) -> str:
+def _why_not(interface: str, stderr: str) -> str:
     return (
-        f"dumpcap could not capture on the loopback interface: {stderr.strip()!r}. It needs "
+        f"dumpcap could not capture on {interface}: {stderr.strip()!r}. It needs "
         "root, or the capabilities on the binary (Debian package wireshark-common: "
         "dpkg-reconfigure wireshark-common, or setcap cap_net_raw,cap_net_admin+eip "
         "/usr/bin/dumpcap)"
@@ -72,6 +73,7 @@ class _Canary:
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(SERVER_WAIT)
         self.port = self.listener.getsockname()[1]
         self.count = 0
 
@@ -81,6 +83,7 @@ class _Canary:
         with socket.create_connection(("127.0.0.1", self.port), timeout=SERVER_WAIT) as c:
             peer, _ = self.listener.accept()
             with peer:
+                peer.settimeout(SERVER_WAIT)
                 c.sendall(token)
                 peer.recv(len(token))
         return token
@@ -121,7 +124,7 @@ def dumpcap(
                 time.sleep(CANARY_INTERVAL)
             if not any(t in output for t in tokens):
                 _stop(proc, pump)
-                pytest.fail(_why_not(proc.stderr.read().decode(errors="replace")))
+                pytest.fail(_why_not(interface, proc.stderr.read().decode(errors="replace")))
             yield canary.port
             # Complete: one more canary, and wait for it.
             last = canary.send()
@@ -132,7 +135,7 @@ def dumpcap(
         finally:
             _stop(proc, pump)
         stderr = proc.stderr.read().decode(errors="replace")
-    assert proc.returncode == 0, _why_not(stderr)
+    assert proc.returncode == 0, _why_not(interface, stderr)
     path.write_bytes(bytes(output))
 
 
@@ -282,8 +285,13 @@ def test_websocket_after_the_101(tmp_path: Path) -> None:
         dumpcap(capture, server.port) as canary,
     ):
         url = f"ws://127.0.0.1:{server.port}/ws/tokens?n=3&interval_ms=0&prompt=ws"
+        messages = []
         with websocket_connect(url, open_timeout=TOOL_TIMEOUT) as ws:
-            messages = [str(m) for m in ws]  # until the server closes
+            try:
+                while True:  # until the server closes
+                    messages.append(str(ws.recv(timeout=TOOL_TIMEOUT)))
+            except ConnectionClosed:
+                pass
         server.wait_no_connections(SERVER_WAIT)
     assert "".join(messages).startswith("".join(tokens_for("ws", 3)))
 
