@@ -128,7 +128,7 @@ def read_capture(path: str | Path) -> Trace:
         except CaptureFormatError as exc:
             raise CaptureError(f"not a readable {kind} capture: {exc}") from None
     if not connections:
-        what = f"{frames} packets" if frames else "no packets"
+        what = f"{frames} packet{'s' if frames > 1 else ''}" if frames else "no packets"
         if skipped:
             what += f" ({_counts(skipped)})"
         raise CaptureError(f"no TCP connection in this {kind} capture: {what}")
@@ -141,7 +141,8 @@ def read_capture(path: str | Path) -> Trace:
         except StreamTooLong as exc:
             raise CaptureError(f"connection {index}: {exc}; {_CUT_HINT}") from None
     plural = "s" if len(connections) > 1 else ""
-    summary = f"{kind} capture: {frames} packets, {len(connections)} TCP connection{plural}"
+    packets = f"{frames} packet{'s' if frames > 1 else ''}"
+    summary = f"{kind} capture: {packets}, {len(connections)} TCP connection{plural}"
     if skipped:
         summary += f"; not TCP or not read: {_counts(skipped)}"
     if len(notes) > MAX_NOTES:
