@@ -30,6 +30,7 @@ STAMP = VENV / ".streamlab-installed"
 SYSTEM_TOOLS = {
     "curl": "curl",
     "tshark": "tshark",
+    "dumpcap": "wireshark-common",  # captures real traffic for `lab show` on pcapng
     "chromium": "chromium",
     "nghttp": "nghttp2-client",
     "h2load": "nghttp2-client",
