@@ -110,6 +110,18 @@ EXPECTED_OUTPUT: Final = {
         "the tool's output is the same under both revisions: True",
         "then ping with the same id: 404 Not Found",
     ],
+    "08_choosing_a_transport": [
+        "every transport delivered the reply's tokens, in order: True",
+        "transport   tokens  requests  connections",  # lab compare's table
+        "wire_per_token_byte",
+        "heads B/token",  # where the bytes go, per token
+        "ws text ",  # the sequence view of the WebSocket over HTTP/1.1
+        "KiB per idle client",
+        "as test_browser_connections.py asserts: ",  # the cited cap, read from the test
+        "the lab server's SETTINGS_MAX_CONCURRENT_STREAMS: ",  # from the h2c trace
+        "tabs that get a stream over HTTP/1.1 with SSE or long polling: ",
+        "transports that delivered every token: ",
+    ],
     "09_what_a_proxy_does_to_your_stream": [
         "proxies: nginx/",  # the real proxies' versions: they ran
         "tapped at the relay): POST /chat HTTP/1.0",  # nginx's default upstream request
