@@ -23,7 +23,8 @@ entries, so what ``lab decode`` shows is exactly what a fuzzing run checked:
 =============  ================================================================================
 ``chunked``    an HTTP/1.1 chunked body (RFC 9112 §7.1), :class:`~lab.wire.chunked.ChunkedDecoder`
 ``http1``      HTTP/1.1 messages (RFC 9112): requests, or responses when the bytes start
-               ``HTTP/``; bodies framed as §6.3 says, SSE lines nested in an event stream
+               ``HTTP/``; bodies framed as §6.3 says, SSE lines nested in an event stream;
+               after a response's 101, WebSocket frames (RFC 6455 §4.2.2)
 ``sse``        an event stream (WHATWG HTML §9.2), :class:`~lab.wire.sse.SSEDecoder`
 ``h2frames``   HTTP/2 frames (RFC 9113 §4, §6) with their fields and HPACK fields nested; the
                client's direction (the connection preface first) when the bytes start ``P``
@@ -212,8 +213,8 @@ CODECS: Final[dict[str, Codec]] = {
         ),
         Codec(
             "http1", "HTTP/1.1 requests, or responses if it starts HTTP/ (RFC 9112)",
-            _HTTP1Session, (HTTP1Error, ChunkedError),
-            split_kinds=frozenset({"chunk-data", "body-data"}),
+            _HTTP1Session, (HTTP1Error, ChunkedError, WebSocketError),
+            split_kinds=frozenset({"chunk-data", "body-data", "upgraded-data"}),
         ),
         Codec("sse", "an event stream (WHATWG HTML §9.2)", _SSESession, (SSEError,)),
         Codec(
