@@ -26,12 +26,12 @@ from lab.server import Server
 
 __all__ = ["INTERVAL_MS", "POLLING_SCENARIOS", "SHORT_POLL_MS"]
 
-# Three tokens 200 ms apart: produced at 0, 200 and 400 ms. Short polls at 0, 120, 240,
-# 360 and 480 ms: each at least 40 ms from a token's moment, so polls 2 and 4 find
+# Three tokens 300 ms apart: produced at 0, 300 and 600 ms. Short polls at 0, 180, 360,
+# 540 and 720 ms: each at least 60 ms from a token's moment, so polls 2 and 4 find
 # nothing new and 1, 3 and 5 one token each.
 N: Final = 3
-INTERVAL_MS: Final = 200
-SHORT_POLL_MS: Final = 120
+INTERVAL_MS: Final = 300
+SHORT_POLL_MS: Final = 180
 
 
 def _spec(name: str, prompt: str) -> StreamSpec:
@@ -56,8 +56,8 @@ async def _long(server: Server, rec: Recorder) -> None:
 POLLING_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "poll-short", "Short polling: GET /poll on a fixed schedule, new tokens or nothing",
-        "The client asks every 120 ms for what is new since its cursor; the tokens come every "
-        "200 ms. Every answer is a whole JSON body with Content-Length and Cache-Control: "
+        "The client asks every 180 ms for what is new since its cursor; the tokens come every "
+        "300 ms. Every answer is a whole JSON body with Content-Length and Cache-Control: "
         "no-store, at once: two of the five hold no token at all, and a token waits on the "
         "server until the next poll, up to a poll interval. Each request repeats the whole "
         "head: the cost of asking, paid whether or not there is news.",
