@@ -264,6 +264,10 @@ class _H1Connection:
             await self._respond(request, body, f"{method} {target}")
             complete = True
         finally:
+            # Whole if the last of the response went out, even if the client left right
+            # after it (its EOF may end the exchange before the handler's task returns).
+            complete = complete or self.h11.our_state is h11.DONE
+            self.head = False  # an error reply to a later, unreadable request has content
             log.info(
                 "connection %d http/1.1 %s %s -> %s, %d body bytes in %.3f s%s",
                 self.state.number, method, target[:_LOGGED_TARGET], self.status or "-",

@@ -74,6 +74,32 @@ def test_content_length_with_transfer_encoding_is_rejected_and_closed() -> None:
     run(main)
 
 
+def test_head_has_no_content_and_a_later_error_reply_has_its_own() -> None:
+    # RFC 9110 §9.3.2: the HEAD response has GET's Content-Length and no content; the 400
+    # for the unreadable request after it on the connection carries its whole body
+    # (found by lab fuzz server: the 400's body was dropped as if it answered a HEAD).
+    async def main() -> None:
+        async with lab_server() as server:
+            raw = await exchange_raw(
+                server, b"HEAD /fixed?size=5 HTTP/1.1\r\nhost: a\r\n\r\nGARBAGE\r\n\r\n"
+            )
+        client = h11.Connection(h11.CLIENT)
+        client.send(h11.Request(method="HEAD", target="/fixed?size=5", headers=[("host", "a")]))
+        client.send(h11.EndOfMessage())
+        client.receive_data(raw)
+        head = client.next_event()
+        assert isinstance(head, h11.Response)
+        assert head.status_code == 200
+        assert dict(head.headers)[b"content-length"] == b"5"
+        assert isinstance(client.next_event(), h11.EndOfMessage)  # no content
+        rest = raw[raw.index(b"HTTP/1.1 400") :]
+        head_end = rest.index(b"\r\n\r\n") + 4
+        length = int(rest.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        assert len(rest) - head_end == length
+
+    run(main)
+
+
 def test_h11_alone_keeps_a_cl_te_connection_open() -> None:
     # Why the check above is needed: h11 0.16 accepts the request and stays usable.
     conn = h11.Connection(h11.SERVER)
