@@ -129,9 +129,9 @@ the request's empty line for the client's direction (``WebSocketDecoder("server"
 once the server has answered 101; any other answer keeps the connection HTTP). Over
 HTTP/2 (RFC 8441) the frames are the data of the extended CONNECT stream's DATA frames,
 one decoder per direction, fed the DATA payloads in order; a WebSocket frame may straddle
-DATA frames, so it is placed on the wire the way :class:`~lab.wire.nested.BodyContent`
-places SSE lines (``fields=False`` there, and :func:`frame_fields` for each frame's
-fields within the stream). :func:`extended_connect_problems` tells such a stream apart.
+DATA frames, so :class:`~lab.wire.nested.BodyContent` places it on the wire as it places
+SSE lines, its nested fields with it (lab.wire.http1 and lab.wire.h2messages do both).
+:func:`extended_connect_problems` tells such a stream apart.
 """
 
 from __future__ import annotations
