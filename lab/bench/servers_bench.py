@@ -19,6 +19,7 @@ side by side in one run mean anything on a shared machine.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -241,4 +242,6 @@ def _cell(row: dict[str, float | str], key: str, digits: int, width: int, spread
     lo, hi = float(row[f"{key}_min"]), float(row[f"{key}_max"])
     ratio = float(row.get(f"lab_ratio_{key}", float("nan")))
     shown = f"[{lo:,.{digits}f}-{hi:,.{digits}f}]"
-    return f"{float(row[key]):>{width},.{digits}f} {shown:<{spread}}{ratio:>6.2f}"
+    # No ratio when either side measured 0: below one clock tick of CPU time in a short run.
+    ratio_text = f"{ratio:>6.2f}" if not math.isnan(ratio) else f"{'—':>6}"
+    return f"{float(row[key]):>{width},.{digits}f} {shown:<{spread}}{ratio_text}"

@@ -42,7 +42,8 @@ def test_bench_servers_prints_a_row_per_server_with_the_labs_ratios() -> None:
     assert "50 idle SSE streams" in lines[0]
     rows = {line.split()[0]: line for line in lines[2:]}
     assert list(rows) == list(servers_bench.SERVERS)
-    cell = rf"({_NUMBER}) \[{_NUMBER}-{_NUMBER}\]\s+({_NUMBER})"
+    # A ratio is "—" when a side used less than one clock tick of CPU in this short run.
+    cell = rf"({_NUMBER}) \[{_NUMBER}-{_NUMBER}\]\s+({_NUMBER}|—)"
     for name, line in rows.items():
         match = re.fullmatch(rf"{re.escape(name)}\s+{cell}\s+{cell}\s+{cell}", line)
         assert match, line
@@ -50,7 +51,8 @@ def test_bench_servers_prints_a_row_per_server_with_the_labs_ratios() -> None:
         assert tokens_per_s > 0
         assert ratio > 0
         if name == servers_bench.LAB:
-            assert [match.group(i) for i in (2, 4, 6)] == ["1.00"] * 3
+            assert match.group(2) == "1.00"
+            assert all(match.group(i) in ("1.00", "—") for i in (4, 6))
     steps = [s for s in out.stderr.splitlines() if "bench servers" in s]
     assert len(steps) == len(servers_bench.SERVERS)
 
