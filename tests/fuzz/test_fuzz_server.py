@@ -112,3 +112,22 @@ def test_the_judge_passes_a_valid_answer_and_fails_silence() -> None:
     assert outcome.ending == "timeout"
     assert outcome.failure is not None
     assert "no answer and no close" in outcome.failure.detail
+
+
+def test_the_judge_knows_a_head_before_a_request_the_decoder_refuses() -> None:
+    # A HEAD answered without content, then a request whose chunked body is bad: the
+    # judge must know the first was HEAD although the request decoder fails later on.
+    from lab.fuzz.server import _valid_h1
+
+    case = (
+        b"HEAD /x HTTP/1.1\r\nhost: a\r\n\r\n"
+        b"PUT /tokens HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"2\r\nab: \r\n0\r\n\r\n"
+    )
+    answer = (
+        b"HTTP/1.1 404 Not Found\r\ncontent-length: 38\r\n\r\n"
+        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbad"
+    )
+    assert _valid_h1(case, answer, closed=True) is None
+    # Without the HEAD the same answer is invalid: 38 bytes of content are missing.
+    assert _valid_h1(case.replace(b"HEAD", b"GET", 1), answer, closed=True) is not None
