@@ -124,9 +124,16 @@ class _ChunkedSession:
         return len(self.decoder.unused_data)
 
 
-class _HTTP1Session:
-    def __init__(self, data: bytes) -> None:
-        self.decoder = MessageDecoder("response" if data.startswith(b"HTTP/") else "request")
+class _Decoder(Protocol):
+    def feed(self, data: bytes) -> list[Segment]: ...
+    def eof(self) -> list[Segment]: ...
+
+
+class _StreamSession:
+    """A session over a decoder with ``feed`` / ``eof`` that keeps no unused bytes."""
+
+    def __init__(self, decoder: _Decoder) -> None:
+        self.decoder = decoder
 
     def feed(self, data: bytes) -> list[Segment]:
         return self.decoder.feed(data)
@@ -138,32 +145,16 @@ class _HTTP1Session:
         return 0
 
 
-class _SSESession:
-    def __init__(self, data: bytes) -> None:
-        self.decoder = SSEDecoder()
-
-    def feed(self, data: bytes) -> list[Segment]:
-        return self.decoder.feed(data)
-
-    def finish(self) -> list[Segment]:
-        return self.decoder.eof()
-
-    def unused(self) -> int:
-        return 0
+def _http1_session(data: bytes) -> _StreamSession:
+    return _StreamSession(MessageDecoder("response" if data.startswith(b"HTTP/") else "request"))
 
 
-class _H2Session:
-    def __init__(self, data: bytes) -> None:
-        self.decoder = H2Decoder(from_client=data[:1] == b"P")
+def _sse_session(data: bytes) -> _StreamSession:
+    return _StreamSession(SSEDecoder())
 
-    def feed(self, data: bytes) -> list[Segment]:
-        return self.decoder.feed(data)
 
-    def finish(self) -> list[Segment]:
-        return self.decoder.eof()
-
-    def unused(self) -> int:
-        return 0
+def _h2_session(data: bytes) -> _StreamSession:
+    return _StreamSession(H2Decoder(from_client=data[:1] == b"P"))
 
 
 def websocket_role(data: bytes) -> Role:
@@ -172,18 +163,8 @@ def websocket_role(data: bytes) -> Role:
     return "server" if len(data) > 1 and data[1] & 0x80 else "client"
 
 
-class _WebSocketSession:
-    def __init__(self, data: bytes) -> None:
-        self.decoder = WebSocketDecoder(websocket_role(data))
-
-    def feed(self, data: bytes) -> list[Segment]:
-        return self.decoder.feed(data)
-
-    def finish(self) -> list[Segment]:
-        return self.decoder.eof()
-
-    def unused(self) -> int:
-        return 0
+def _websocket_session(data: bytes) -> _StreamSession:
+    return _StreamSession(WebSocketDecoder(websocket_role(data)))
 
 
 class _HPACKSession:
@@ -213,18 +194,18 @@ CODECS: Final[dict[str, Codec]] = {
         ),
         Codec(
             "http1", "HTTP/1.1 requests, or responses if it starts HTTP/ (RFC 9112)",
-            _HTTP1Session, (HTTP1Error, ChunkedError, WebSocketError),
+            _http1_session, (HTTP1Error, ChunkedError, WebSocketError),
             split_kinds=frozenset({"chunk-data", "body-data", "upgraded-data"}),
         ),
-        Codec("sse", "an event stream (WHATWG HTML §9.2)", _SSESession, (SSEError,)),
+        Codec("sse", "an event stream (WHATWG HTML §9.2)", _sse_session, (SSEError,)),
         Codec(
             "h2frames", "HTTP/2 frames, the client's side if it starts P (RFC 9113)",
-            _H2Session, (H2FrameError,), late_errors=(HPACKError,),
+            _h2_session, (H2FrameError,), late_errors=(HPACKError,),
         ),
         Codec("hpack", "one HPACK field block (RFC 7541)", _HPACKSession, (HPACKError,)),
         Codec(
             "websocket", "WebSocket frames, a client's if the first is masked (RFC 6455)",
-            _WebSocketSession, (WebSocketError,),
+            _websocket_session, (WebSocketError,),
         ),
     )
 }  # fmt: skip
