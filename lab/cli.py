@@ -537,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "names", nargs="*", metavar="NAME",
-        help="only these: scenario names, numbers or chapters (http1, sse, http2, mcp), "
+        help="only these: scenario names, numbers or chapters (http1, sse, http2, mcp, ...), "
         "as `lab tour --list` shows them; all by default",
     )  # fmt: skip
     p.add_argument("--list", action="store_true", help="the table of contents, and stop")

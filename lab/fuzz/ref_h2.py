@@ -82,6 +82,11 @@ def _hyperframe(raw: bytes) -> dict[str, object] | None:
         frame.parse_body(memoryview(raw[9 : 9 + length]))
     except (HyperframeError, ValueError):
         return None
+    return hyperframe_view(frame, length)
+
+
+def hyperframe_view(frame: hf.Frame, length: int) -> dict[str, object]:
+    """The fields hyperframe decoded, named as the lab names them."""
     out: dict[str, object] = {"type": frame.type, "stream_id": frame.stream_id, "length": length}
     if isinstance(frame, hf.ExtensionFrame):
         out.update(flags=frame.flag_byte, payload=frame.body)
@@ -127,7 +132,8 @@ def _lab(raw: bytes, *, strict: bool = False) -> Frame | None:
     return frame
 
 
-def _lab_fields(frame: Frame, like: dict[str, object]) -> dict[str, object]:
+def lab_view(frame: Frame, like: dict[str, object]) -> dict[str, object]:
+    """The keys of ``like``, from the lab's frame (SETTINGS as a dict: the last value wins)."""
     out: dict[str, object] = {}
     for key in like:
         if key == "flag_names":
@@ -189,7 +195,7 @@ def _one_frame(raw: bytes) -> str | None:
                 return None
             who = "hyperframe" if theirs is None else "the lab"
             return f"{who} refuses frame {raw.hex(' ')}, the other decodes it"
-        mine = _lab_fields(ours, theirs)
+        mine = lab_view(ours, theirs)
         if mine != theirs:
             keys = [k for k in theirs if mine[k] != theirs[k]]
             return f"frame {raw[:9].hex(' ')}: {keys} differ: lab {mine} / hyperframe {theirs}"

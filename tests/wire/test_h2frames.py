@@ -27,6 +27,7 @@ from hyperframe.exceptions import HyperframeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lab.fuzz.ref_h2 import hyperframe_view, lab_view
 from lab.wire import h2frames as h2f
 from lab.wire.errors import ProtocolError
 from lab.wire.h2frames import (
@@ -1119,59 +1120,6 @@ def test_round_trip(groups: list[list[Expected]], data: st.DataObject) -> None:
 
 
 # ------------------------------------------------------------------- hyperframe side by side
-
-
-def hyperframe_view(frame: hf.Frame, length: int) -> dict[str, object]:
-    """The fields hyperframe decoded, named as the lab names them."""
-    view: dict[str, object] = {"type": frame.type, "stream_id": frame.stream_id, "length": length}
-    if isinstance(frame, hf.ExtensionFrame):
-        view.update(flags=frame.flag_byte, payload=frame.body)
-        return view
-    view["flag_names"] = frozenset(frame.flags)
-    padded = "PADDED" in frame.flags
-    if isinstance(frame, hf.DataFrame):
-        view.update(data=frame.data, pad_length=frame.pad_length if padded else None)
-    elif isinstance(frame, hf.HeadersFrame):
-        view.update(fragment=frame.data, pad_length=frame.pad_length if padded else None)
-        if "PRIORITY" in frame.flags:
-            view.update(
-                exclusive=frame.exclusive, depends_on=frame.depends_on, weight=frame.stream_weight
-            )
-    elif isinstance(frame, hf.PriorityFrame):
-        view.update(
-            exclusive=frame.exclusive, depends_on=frame.depends_on, weight=frame.stream_weight
-        )
-    elif isinstance(frame, hf.RstStreamFrame):
-        view.update(error_code=frame.error_code)
-    elif isinstance(frame, hf.SettingsFrame):
-        view.update(settings=frame.settings)
-    elif isinstance(frame, hf.PushPromiseFrame):
-        view.update(promised_stream_id=frame.promised_stream_id, fragment=frame.data,
-                    pad_length=frame.pad_length if padded else None)  # fmt: skip
-    elif isinstance(frame, hf.PingFrame):
-        view.update(opaque_data=frame.opaque_data)
-    elif isinstance(frame, hf.GoAwayFrame):
-        view.update(last_stream_id=frame.last_stream_id, error_code=frame.error_code,
-                    debug_data=frame.additional_data)  # fmt: skip
-    elif isinstance(frame, hf.WindowUpdateFrame):
-        view.update(increment=frame.window_increment)
-    elif isinstance(frame, hf.ContinuationFrame):
-        view.update(fragment=frame.data)
-    return view
-
-
-def lab_view(frame: Frame, like: dict[str, object]) -> dict[str, object]:
-    """The same keys, from the lab's frame (SETTINGS as a dict: the last value wins)."""
-    view: dict[str, object] = {}
-    for key in like:
-        if key == "flag_names":
-            view[key] = frozenset(frame.flag_names)
-        elif key == "settings":
-            assert isinstance(frame, SettingsFrame)
-            view[key] = {s.id: s.value for s in frame.settings}
-        else:
-            view[key] = getattr(frame, key)
-    return view
 
 
 def hyperframe_one(raw: bytes) -> dict[str, object] | str:
