@@ -71,7 +71,10 @@ def _raw_frames(data: bytes) -> list[_Raw]:
     return out
 
 
-def _wsproto(data: bytes, role: str) -> tuple[list[Message], int | None]:
+def wsproto_messages(data: bytes, role: str) -> tuple[list[Message], int | None]:
+    """wsproto's frame layer (what its Connection runs) over ``data`` as ``role``: the
+    whole messages as lab.wire reports them, and the close code of its ParseFailed (None
+    if it accepted everything)."""
     proto = FrameProtocol(client=role == "client", extensions=[])
     proto.receive_bytes(data)
     messages: list[Message] = []
@@ -98,7 +101,7 @@ def _wsproto(data: bytes, role: str) -> tuple[list[Message], int | None]:
     return messages, None
 
 
-def _as_wsproto(message: Message) -> Message:
+def as_wsproto(message: Message) -> Message:
     """A message as wsproto reports it: a Close as its code (1005 for none) and reason."""
     if message.type == "close":
         code = 1005 if message.code is None else message.code
@@ -108,7 +111,7 @@ def _as_wsproto(message: Message) -> Message:
 
 def _ours(decoded: Decoded) -> tuple[list[Message], int | None, set[int]]:
     frames = [s for s in decoded.segments if isinstance(s, WebSocketFrame)]
-    messages = [_as_wsproto(f.message) for f in frames if f.message is not None]
+    messages = [as_wsproto(f.message) for f in frames if f.message is not None]
     error = decoded.error
     code = error.close_code if isinstance(error, WebSocketError) and not decoded.at_eof else None
     return messages, code, {f.start for f in frames}
@@ -165,7 +168,7 @@ def compare_wsproto(data: bytes, decoded: Decoded) -> str | None:
     mine, code, _ = _ours(decoded)  # code: a refusal's, not the end of input's
     error = decoded.error
     any_code = error.close_code if isinstance(error, WebSocketError) else None
-    theirs, their_code = _wsproto(data, role)
+    theirs, their_code = wsproto_messages(data, role)
     point = documented_difference(data, decoded)
     if point is None:
         if (theirs, their_code) != (mine, code):

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lab.fuzz.ref_websocket import as_wsproto, wsproto_messages
 from lab.wire import websocket as ws
 from lab.wire.segment import Nested, Segment
 from lab.wire.websocket import (
@@ -884,39 +885,11 @@ class WsprotoOutcome:
 def wsproto_outcome(data: bytes, role: str) -> WsprotoOutcome:
     """Run wsproto's frame layer (what its Connection runs) over ``data`` as ``role``,
     collecting whole messages the way lab.wire reports them."""
-    from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
-
-    proto = FrameProtocol(client=role == "client", extensions=[])
-    proto.receive_bytes(data)
-    messages: list[Message] = []
-    parts: list[Any] = []
-    kind = ""
-    try:
-        for f in proto.received_frames():
-            if f.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION):
-                if f.opcode != Opcode.CONTINUATION:
-                    kind = "text" if f.opcode == Opcode.TEXT else "binary"
-                parts.append(f.payload)
-                if f.message_finished:
-                    whole = "".join(parts) if kind == "text" else b"".join(parts)
-                    messages.append(Message(kind, whole))  # type: ignore[arg-type]
-                    parts = []
-            elif f.opcode == Opcode.CLOSE:
-                code, reason = f.payload  # type: ignore[misc]
-                messages.append(Message("close", b"", int(code), reason))
-            else:
-                name = "ping" if f.opcode == Opcode.PING else "pong"
-                messages.append(Message(name, bytes(f.payload)))  # type: ignore[arg-type]
-    except ParseFailed as exc:
-        return WsprotoOutcome(messages, int(exc.code))
-    return WsprotoOutcome(messages, None)
+    return WsprotoOutcome(*wsproto_messages(data, role))
 
 
-def comparable(message: Message) -> Message:
-    """A lab message as wsproto reports it: a Close as its code (1005 for none) and reason."""
-    if message.type == "close":
-        return Message("close", b"", 1005 if message.code is None else message.code, message.reason)
-    return message
+# A lab message as wsproto reports it: a Close as its code (1005 for none) and reason.
+comparable = as_wsproto
 
 
 @dataclass
