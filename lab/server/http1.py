@@ -28,6 +28,7 @@ import trio
 from lab.server.closing import linger
 from lab.server.connection import SERVER_NAME, ConnectionState
 from lab.server.faults import boundary, contains, first_of, leaves
+from lab.server.h1writer import ResponseWriter
 from lab.server.interface import (
     AbortResponse,
     Handler,
@@ -43,6 +44,9 @@ from lab.server.websocket_http1 import accept, upgrade_of
 __all__ = ["serve_http1"]
 
 log = logging.getLogger("lab.server")
+
+# How h11 writes the header that makes a response body chunked (lower-cased).
+_CHUNKED = b"\r\ntransfer-encoding: chunked\r\n"
 
 # A request's log line quotes at most this much of its target (heads go up to 16 KiB).
 _LOGGED_TARGET = 200
@@ -72,7 +76,14 @@ def _reason(status: int) -> bytes:
 
 
 class _H1Response:
-    """:class:`lab.server.interface.ResponseStream` over one h11 connection."""
+    """:class:`lab.server.interface.ResponseStream` over one h11 connection.
+
+    The head, the body and the end go through the response's :class:`ResponseWriter`
+    (one write per chunk while the socket keeps up, several chunks per write when it is
+    behind). h11 frames the head and the end and keeps the message state; each chunk of a
+    chunked body is framed here (RFC 9112 §7.1: size in hex, CRLF, data, CRLF), which is
+    all h11 would do with it.
+    """
 
     def __init__(
         self, owner: _H1Connection, *, close: bool, request: h11.Request | None = None
@@ -81,11 +92,16 @@ class _H1Response:
         self._close = close
         self.started = False
         self.ended = False
+        self.chunked = False  # the body is chunked: send() frames each chunk itself
         # For accept_websocket() (lab.server.websocket_http1): the request, and the
         # nursery the handler runs in, where the WebSocket's reader runs beside it.
         self.request = request
         self.nursery: trio.Nursery | None = None
         self.websocket: ServerWebSocket | None = None
+        self.writer = ResponseWriter(
+            owner.stream, limit=owner.limits.send_buffer_size,
+            send_timeout=owner.limits.send_timeout,
+        )  # fmt: skip
 
     async def start(self, status: int, headers: Headers = ()) -> None:
         if self.started:
@@ -96,17 +112,39 @@ class _H1Response:
         if self._close:
             fields.append((b"connection", b"close"))
         self._owner.status = status
-        await self._owner.send(
+        head = self._owner.h11.send(
             h11.Response(status_code=status, headers=fields, reason=_reason(status))
         )
+        # h11 chose the framing (RFC 9112 §6.3): chunked when the handler gave no length
+        # to an HTTP/1.1 client, and then it names it in the head it wrote.
+        self.chunked = not self._owner.head and _CHUNKED in head.lower()
+        # Queued, not awaited: it goes out as soon as the handler waits for anything,
+        # together with whatever the handler sends before that.
+        await self._send(head)
 
     async def send(self, data: bytes) -> None:
         if not self.started or self.websocket is not None:
             raise RuntimeError("send() before start(), or on a WebSocket")
         # A HEAD response has no content (RFC 9110 §9.3.2): h11 refuses any.
-        if data and not self._owner.head:
-            await self._owner.send(h11.Data(data=data))
-            self._owner.body_sent += len(data)
+        if not data or self._owner.head:
+            return
+        if self.chunked:
+            parts: tuple[bytes, ...] = (b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            parts = (self._owner.h11.send(h11.Data(data=data)) or b"",)
+        self._owner.body_sent += len(data)
+        await self._send(*parts)
+
+    async def _send(self, *parts: bytes) -> None:
+        nursery = self.nursery
+        try:
+            if nursery is None:  # an error reply outside a handler's nursery
+                self.writer.queue(*parts)
+                await self.writer.flush()
+            else:
+                await self.writer.send(nursery, *parts)
+        except trio.BrokenResourceError:
+            raise _Abort from None
 
     async def end(self, trailers: Headers = ()) -> None:
         if self.ended:
@@ -117,7 +155,15 @@ class _H1Response:
             return
         self.ended = True
         fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in trailers]
-        await self._owner.send(h11.EndOfMessage(headers=fields))
+        self.writer.queue(self._owner.h11.send(h11.EndOfMessage(headers=fields)) or b"")
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until everything sent so far is written; _Abort when it cannot be."""
+        try:
+            await self.writer.flush()
+        except trio.BrokenResourceError:
+            raise _Abort from None
 
     async def accept_websocket(self, headers: Headers = ()) -> ServerWebSocket:
         self.websocket = await accept(self._owner, self, headers)
@@ -288,6 +334,7 @@ class _H1Connection:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_for_disconnect, nursery.cancel_scope)
             response.nursery = nursery
+            response.writer.cancel = nursery.cancel_scope
             try:
                 req = make_request(
                     request.method.decode("ascii"),
@@ -310,6 +357,11 @@ class _H1Connection:
             if response.websocket is not None and outcome is not None:
                 outcome = await response.websocket.conclude(outcome)
                 response.ended = outcome is None
+            elif outcome is not None and response.writer.pending:
+                # Cut short: what the handler sent before goes out first, so the client
+                # sees every chunk it was sent, then the cut.
+                with contextlib.suppress(_Abort):
+                    await response.flush()
             nursery.cancel_scope.cancel()
         if self.state.client_gone or outcome is None:
             if self.state.client_gone or not response.ended:

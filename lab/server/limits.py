@@ -27,6 +27,11 @@ class Limits:
     # How long one send may block on a reader that does not read (a full socket buffer).
     # Past it the client is too slow and is disconnected; its handler is cancelled.
     send_timeout: float = 30.0
+    # HTTP/1.1: response bytes a handler may have sent that are not yet handed to the
+    # socket (lab.server.h1writer). Past it the handler's next send waits for the writer,
+    # so a response holds at most twice this: the batch being written and the next one.
+    # 64 KiB is a loopback socket's send buffer, and thousands of tokens per write.
+    send_buffer_size: int = 64 * 1024
     # Bytes asked of the socket per receive: one loopback read of a typical burst.
     receive_size: int = 64 * 1024
     # While a response streams, the server keeps reading to notice a disconnect; bytes

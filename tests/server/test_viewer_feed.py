@@ -187,7 +187,8 @@ def test_a_busy_connection_keeps_its_beginning_and_the_page_is_told(tmp_path: Pa
         async with viewer_server(limits=limits, trace_dir=tmp_path) as server:
             reader = await FeedReader.open(server)
             await reader.next()
-            client, _, _ = await _get(server, "/tokens?n=20&interval_ms=0")
+            # Paced, so that each token is its own write (a burst goes out in one).
+            client, _, _ = await _get(server, "/tokens?n=20&interval_ms=1")
             await client.stream.aclose()
             events = await reader.until(lambda e: e.type == "close")
             download, status, text = await _get(server, "/lab/connections/2.trace")

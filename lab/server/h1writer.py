@@ -1,0 +1,133 @@
+"""The HTTP/1.1 response writer: what a handler sends is queued, and one task writes it.
+
+A handler's ``send`` appends its framed bytes to the response's buffer and returns; the
+writer task, started with the response's first body chunk, takes everything buffered and
+hands it to the socket in one ``send_all``. While the socket keeps up, that is one write
+per chunk, as soon as the handler next waits (a paced token stream goes out token by
+token). When the handler produces faster than the socket takes, the chunks that piled up
+go out together, each still its own chunk on the wire (RFC 9112 §7.1): the framing is
+never merged, only the system calls, and the handler no longer pays a trip through the
+scheduler for every chunk.
+
+Bounds: at most ``Limits.send_buffer_size`` bytes wait in the buffer (one more ``send``
+waits until the writer has taken them, so a response holds at most twice that); a
+handler that never waits for anything else still lets other tasks run every
+``YIELD_EVERY`` sends; a write that makes no progress for ``Limits.send_timeout`` ends
+the connection (the client does not read), as does a broken socket. Either way the
+writer cancels the response's tasks, and the connection's task sees :attr:`failed`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import trio
+
+__all__ = ["YIELD_EVERY", "ResponseWriter"]
+
+log = logging.getLogger("lab.server")
+
+# Sends a handler may make without waiting before its send lets other tasks run: a
+# burst of tokens costs one trip through the scheduler per this many, not one per token.
+YIELD_EVERY: Final = 64
+
+
+class ResponseWriter:
+    """One response's buffer and the task that empties it into ``stream``."""
+
+    def __init__(
+        self, stream: trio.abc.SendStream, *, limit: int, send_timeout: float
+    ) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._send_timeout = send_timeout
+        # The response's scope, cancelled when a write fails (its tasks wait on a client
+        # that is gone); None for a reply written outside a handler's nursery.
+        self.cancel: trio.CancelScope | None = None
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._sends = 0
+        self._writing = False  # a send_all is under way
+        self._lot = trio.lowlevel.ParkingLot()  # the writer, waiting for bytes
+        self._room = trio.lowlevel.ParkingLot()  # senders waiting for the buffer or a flush
+        self._started = False
+        # Why writing stopped ("client too slow", "client gone"), or None while it works.
+        self.failed: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered and not yet handed to the socket."""
+        return self._size
+
+    def queue(self, *parts: bytes) -> None:
+        """Buffer ``parts`` (to be written in this order) without waiting."""
+        self._parts.extend(parts)
+        self._size += sum(map(len, parts))
+        if self._lot:
+            self._lot.unpark()
+
+    async def send(self, nursery: trio.Nursery, *parts: bytes) -> None:
+        """Buffer ``parts``, start the writer if it is not running, and wait only when the
+        buffer is full (or every YIELD_EVERY sends, to let other tasks run)."""
+        if self.failed is not None:
+            raise trio.BrokenResourceError(self.failed)
+        self.queue(*parts)
+        if not self._started:
+            self._started = True
+            nursery.start_soon(self._run, name="response writer")
+        self._sends += 1
+        if self._size >= self._limit:
+            while self._size >= self._limit and self.failed is None:
+                await self._room.park()
+        elif self._sends % YIELD_EVERY == 0:
+            await trio.lowlevel.checkpoint()
+
+    async def flush(self) -> None:
+        """Wait until everything buffered has been written (or writing failed); write it
+        here when no writer task was started."""
+        if not self._started:
+            if self._parts:
+                data = self._take()
+                await self._write(data)
+            else:
+                await trio.lowlevel.checkpoint()
+        else:
+            while (self._parts or self._writing) and self.failed is None:
+                await self._room.park()
+        if self.failed is not None:
+            raise trio.BrokenResourceError(self.failed)
+
+    def _take(self) -> bytes:
+        data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        return data
+
+    async def _write(self, data: bytes) -> None:
+        self._writing = True
+        try:
+            with trio.fail_after(self._send_timeout):
+                await self._stream.send_all(data)
+        except trio.TooSlowError:
+            log.info("client too slow: no progress sending for %ss", self._send_timeout)
+            self.failed = "client too slow"
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.failed = "client gone"
+        finally:
+            self._writing = False
+        if self.failed is not None:
+            self._room.unpark_all()
+            if self.cancel is not None:
+                self.cancel.cancel()
+
+    async def _run(self) -> None:
+        while self.failed is None:
+            if not self._parts:
+                self._room.unpark_all()  # flush() waiters: all written
+                await self._lot.park()
+                continue
+            data = self._take()
+            self._writing = True  # before waking flush(): these bytes are not out yet
+            self._room.unpark_all()  # the buffer has room again
+            await self._write(data)
