@@ -36,9 +36,7 @@ YIELD_EVERY: Final = 64
 class ResponseWriter:
     """One response's buffer and the task that empties it into ``stream``."""
 
-    def __init__(
-        self, stream: trio.abc.SendStream, *, limit: int, send_timeout: float
-    ) -> None:
+    def __init__(self, stream: trio.abc.SendStream, *, limit: int, send_timeout: float) -> None:
         self._stream = stream
         self._limit = limit
         self._send_timeout = send_timeout

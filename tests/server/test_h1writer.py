@@ -1,0 +1,196 @@
+"""The HTTP/1.1 response writer (lab.server.h1writer): a burst goes out in few writes, each
+chunk still its own chunk; a paced stream is written chunk by chunk; the buffer is bounded;
+a handler that never waits still lets others run; a stuck or broken socket ends the
+response."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from lab.apps.tokens import DONE, tokens_for
+from lab.capture import load
+from lab.capture.records import SEND
+from lab.server.h1writer import YIELD_EVERY, ResponseWriter
+from lab.wire.chunked import ChunkedDecoder
+from tests.server.helpers import WAIT, H11Client, run
+from tests.server.test_trace_dir import traced_server
+
+
+class _Recording(trio.abc.SendStream):
+    """A send stream that records each send_all; ``gate`` (when set) holds every write
+    until it is set; ``broken`` makes every write fail."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.gate: trio.Event | None = None
+        self.broken = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.broken:
+            raise trio.BrokenResourceError("peer reset")
+        self.writes.append(bytes(data))
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def test_a_burst_is_written_in_few_writes_in_order() -> None:
+    async def main() -> list[bytes]:
+        stream = _Recording()
+        writer = ResponseWriter(stream, limit=1 << 20, send_timeout=5)
+        async with trio.open_nursery() as nursery:
+            for i in range(1000):
+                await writer.send(nursery, b"%d," % i)
+            await writer.flush()
+            nursery.cancel_scope.cancel()  # the writer waits for more until its response ends
+        return stream.writes
+
+    writes = run(main)
+    assert b"".join(writes) == b"".join(b"%d," % i for i in range(1000))
+    # One write per YIELD_EVERY sends at most: the handler let the writer run that often.
+    assert len(writes) <= 1000 // YIELD_EVERY + 1
+
+
+def test_the_buffer_is_bounded_while_the_socket_does_not_take_it() -> None:
+    async def main() -> tuple[int, int]:
+        stream = _Recording()
+        stream.gate = trio.Event()
+        writer = ResponseWriter(stream, limit=1000, send_timeout=60)
+        most = sent = 0
+        async with trio.open_nursery() as nursery:
+
+            async def produce() -> None:
+                nonlocal most, sent
+                while True:
+                    await writer.send(nursery, b"x" * 100)
+                    sent += 1
+                    most = max(most, writer.pending)
+
+            nursery.start_soon(produce)
+            await trio.sleep(1)  # the socket takes nothing meanwhile
+            nursery.cancel_scope.cancel()
+        return most, sent
+
+    most, sent = run(main, autojump=True)
+    # The first write took what was buffered and hangs; then the buffer fills to its limit
+    # and the producer waits there: at most twice the limit is held.
+    assert 900 <= most < 1000
+    assert 10 <= sent <= 20
+
+
+def test_a_handler_that_never_waits_still_lets_others_run() -> None:
+    async def main() -> int:
+        stream = _Recording()
+        stream.gate = trio.Event()  # nothing is written: only the yields let others run
+        writer = ResponseWriter(stream, limit=1 << 30, send_timeout=60)
+        ticks = 0
+
+        async def other() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other)
+            await trio.lowlevel.checkpoint()
+            before = ticks
+            for _ in range(10 * YIELD_EVERY):
+                await writer.send(nursery, b"t")
+            ran = ticks - before
+            nursery.cancel_scope.cancel()
+        return ran
+
+    assert run(main) >= 10
+
+
+def test_a_write_with_no_progress_for_the_send_timeout_ends_the_response() -> None:
+    async def main() -> tuple[str | None, bool, str]:
+        stream = _Recording()
+        stream.gate = trio.Event()
+        writer = ResponseWriter(stream, limit=1 << 20, send_timeout=7)
+        error = ""
+        with trio.CancelScope() as response:
+            writer.cancel = response
+            async with trio.open_nursery() as nursery:
+                await writer.send(nursery, b"head")
+                try:
+                    await writer.flush()
+                except trio.BrokenResourceError as exc:
+                    error = str(exc)
+        assert trio.current_time() >= 7
+        return writer.failed, response.cancel_called, error
+
+    failed, cancelled, error = run(main, autojump=True)
+    assert failed == "client too slow"
+    assert cancelled
+    assert error in ("", "client too slow")  # the flush saw it, or was cancelled first
+
+
+def test_a_broken_socket_stops_the_sender() -> None:
+    async def main() -> str:
+        stream = _Recording()
+        stream.broken = True
+        writer = ResponseWriter(stream, limit=1 << 20, send_timeout=5)
+        async with trio.open_nursery() as nursery:
+            await writer.send(nursery, b"x")
+            await trio.sleep(0.01)
+            try:
+                await writer.send(nursery, b"y")
+            except trio.BrokenResourceError as exc:
+                nursery.cancel_scope.cancel()
+                return str(exc)
+        raise AssertionError("the send after the failed write went through")
+
+    assert run(main) == "client gone"
+
+
+def _server_writes(tmp_path: Path, target: str) -> tuple[bytes, list[bytes]]:
+    """The body the client read for GET target, and the server's writes (its trace)."""
+
+    async def main() -> bytes:
+        async with traced_server(tmp_path) as server:
+            client = await H11Client.connect(server)
+            await client.get(target)
+            with trio.fail_after(WAIT):
+                await client.response()
+            await client.stream.aclose()
+        return bytes(client.raw)
+
+    raw = run(main)
+    (trace,) = [load(p).connections[0] for p in tmp_path.glob("*.trace")]
+    return raw.partition(b"\r\n\r\n")[2], [r.data for r in trace.records if r.kind == SEND]
+
+
+def _chunks(body: bytes) -> list[bytes]:
+    return [s.data for s in ChunkedDecoder().feed(body) if s.kind == "chunk-data"]
+
+
+def test_a_burst_goes_out_in_few_writes_and_each_token_is_its_own_chunk(tmp_path: Path) -> None:
+    n = 5000
+    body, writes = _server_writes(tmp_path, f"/tokens?n={n}&interval_ms=0&prompt=p")
+    assert _chunks(body) == [t.encode() for t in [*tokens_for("p", n), f"\n{DONE}\n"]]
+    assert b"".join(writes).endswith(body)
+    # Far fewer writes than chunks: the tokens that piled up went out together.
+    assert len(writes) <= n // YIELD_EVERY + 2
+
+
+def test_a_paced_stream_is_written_chunk_by_chunk(tmp_path: Path) -> None:
+    body, writes = _server_writes(tmp_path, "/tokens?n=5&interval_ms=30&prompt=p")
+    tokens = [t.encode() for t in tokens_for("p", 5)]
+    assert _chunks(body)[:5] == tokens
+    # The head and the first token went out together; every later token in a write of its
+    # own as it came, the last one with the end of the body.
+    assert writes[0].startswith(b"HTTP/1.1 200 ")
+    assert _chunks(writes[0].partition(b"\r\n\r\n")[2]) == tokens[:1]
+    assert [_chunks(w) for w in writes[1:4]] == [[t] for t in tokens[1:4]]
+    assert _chunks(writes[4])[0] == tokens[4]
+    assert writes[4].endswith(b"0\r\n\r\n")
