@@ -14,6 +14,7 @@ from lab.capture import load
 from lab.capture.records import SEND
 from lab.server.h1writer import YIELD_EVERY, ResponseWriter
 from lab.wire.chunked import ChunkedDecoder
+from lab.wire.chunked_segments import ChunkData
 from tests.server.helpers import WAIT, H11Client, run
 from tests.server.test_trace_dir import traced_server
 
@@ -171,7 +172,7 @@ def _server_writes(tmp_path: Path, target: str) -> tuple[bytes, list[bytes]]:
 
 
 def _chunks(body: bytes) -> list[bytes]:
-    return [s.data for s in ChunkedDecoder().feed(body) if s.kind == "chunk-data"]
+    return [s.data for s in ChunkedDecoder().feed(body) if isinstance(s, ChunkData)]
 
 
 def test_a_burst_goes_out_in_few_writes_and_each_token_is_its_own_chunk(tmp_path: Path) -> None:
