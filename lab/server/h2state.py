@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Final
 
 import h2.config
 import h2.connection
@@ -25,6 +26,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import trio
 from hyperframe.frame import GoAwayFrame, SettingsFrame
 
@@ -42,12 +44,21 @@ from lab.server.h2stream import Stream, TunnelInbox
 from lab.server.h2writer import FrameWriter
 from lab.server.interface import Handler
 from lab.server.limits import Limits
+from lab.wire.h2encode import data_frame_header
 
 __all__ = ["H2State"]
 
 log = logging.getLogger("lab.server")
 
 ErrorCodes = h2.errors.ErrorCodes
+
+
+# Where h2's state machines take SEND_DATA without a transition (h2.connection,
+# h2.stream): the cases H2State.queue_data does itself.
+_SERVER_OPEN: Final = h2.connection.ConnectionState.SERVER_OPEN
+_SENDING_DATA: Final = frozenset(
+    {h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_REMOTE}
+)
 
 
 class _LabH2Connection(h2.connection.H2Connection):
@@ -103,6 +114,7 @@ class H2State:
         self._no_streams = trio.Event()
         self._no_streams.set()
         self._activity = trio.Event()  # set by every read; the watchdog's idle clock
+        self._paced = 0  # frames queued without waiting for the writer (see pace())
         # The code of the last GOAWAY queued (None: none yet). One per connection, but
         # for an error after a graceful GOAWAY(NO_ERROR), which gets its own (§6.8).
         self._goaway_code: ErrorCodes | None = None
@@ -121,6 +133,35 @@ class H2State:
         """Take what h2 has to send (and ``raw`` frames after it) into the writer's
         queue; the queue position the caller's bytes end at."""
         return self.writer.queue(self.conn.data_to_send() + raw)
+
+    def queue_data(self, stream_id: int, data: bytes) -> bool:
+        """Queue ``data`` as one DATA frame without END_STREAM, exactly as h2's ``send_data``
+        would, without its per-frame objects; False (nothing done) when this is not the
+        plain case, which is then h2's to handle.
+
+        The plain case: the connection is open, the stream is in a state where sending
+        DATA leaves it where it is (open or half-closed (remote), RFC 9113 §5.1), and the
+        data fits the frame size and both flow-control windows (§6.9.1). There h2's state
+        machines make no transition, and what h2 does is what this does: take the length
+        off the connection's and the stream's send windows, and serialise the frame
+        (§6.1: type 0, no flags, no padding) after whatever h2 has queued before it.
+        """
+        conn = self.conn
+        stream = conn.streams.get(stream_id)
+        size = len(data)
+        if (
+            stream is None
+            or conn.state_machine.state is not _SERVER_OPEN
+            or stream.state_machine.state not in _SENDING_DATA
+            or size > conn.max_outbound_frame_size
+            or size > conn.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window
+        ):
+            return False
+        conn.outbound_flow_control_window -= size
+        stream.outbound_flow_control_window -= size
+        self._queue(data_frame_header(stream_id, size) + data)
+        return True
 
     def _writer_broke(self) -> None:
         self._read_scope.cancel()

@@ -96,6 +96,8 @@ class _Owner(Protocol):
 
     async def flush(self) -> None: ...
 
+    async def pace(self) -> None: ...
+
     async def send_data(self, stream: Stream, data: bytes) -> None: ...
 
     def mark_ended(self, stream: Stream) -> None: ...
@@ -119,7 +121,7 @@ class H2Response:
         ]
         fields += [(k.lower(), v) for k, v in headers if k.lower() not in _CONNECTION_SPECIFIC]
         self._owner.conn.send_headers(self._stream.stream_id, fields)
-        await self._owner.flush()
+        await self._owner.pace()
 
     async def send(self, data: bytes) -> None:
         if not self._stream.started or self._stream.websocket is not None:

@@ -26,6 +26,7 @@ from lab.wire.h2constants import (
 __all__ = [
     "continuation",
     "data",
+    "data_frame_header",
     "encode_frame",
     "goaway",
     "headers",
@@ -79,6 +80,12 @@ def _pad(pad_length: int | None, body: bytes) -> tuple[int, bytes]:
 def preface() -> bytes:
     """The client connection preface (§3.4)."""
     return PREFACE
+
+
+def data_frame_header(stream_id: int, length: int) -> bytes:
+    """The 9-octet header of a DATA frame (§6.1) with no flags, unchecked: for a sender that
+    has already checked ``length`` against the frame size and the windows, and the stream."""
+    return _HEADER.pack(length << 8, 0, stream_id)
 
 
 def data(

@@ -570,6 +570,9 @@ def test_window_updates_that_acknowledge_data_are_not_a_flood(protocol: str) -> 
             assert len(body_of(frames, 1)) == size
             assert sum(isinstance(f, DataFrame) and bool(f.data) for f in frames) >= frames_sent
             assert not goaways(frames)
+            # No silly window: credit returned frame by frame never splits a frame into
+            # slivers, so every DATA frame is a whole 16 KiB piece of the body.
+            assert {len(f.data) for f in frames if isinstance(f, DataFrame) and f.data} == {16_384}
 
     run(main)
 
