@@ -15,19 +15,36 @@ handler that never waits for anything else still lets other tasks run every
 ``YIELD_EVERY`` sends; a write that makes no progress for ``Limits.send_timeout`` ends
 the connection (the client does not read), as does a broken socket. Either way the
 writer cancels the response's tasks, and the connection's task sees :attr:`failed`.
+
+The send timeout costs nothing per write when another task watches the writer (the
+HTTP/1.1 connection's disconnect watcher does): a write notes when it started, and only
+the first write after a quiet spell asks the watcher (:attr:`arm`) to look, ``CHECK_AFTER``
+later.
+When the deadline comes, :meth:`next_check` says whether the write under way is overdue
+(the connection is too slow), when to look again, or that nothing is being written (then
+the next write asks again). A timeout scope around every write cost more than the write.
+A check that finds nothing being written also retires the writer task (the next send
+starts another), so a stream that has gone quiet holds no task for its writer.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from typing import Final
 
 import trio
 
-__all__ = ["YIELD_EVERY", "ResponseWriter"]
+__all__ = ["CHECK_AFTER", "YIELD_EVERY", "ResponseWriter"]
 
 log = logging.getLogger("lab.server")
 
+# How soon after a write the watcher first looks at the writer: a write still under way
+# is then checked again at its send timeout; a writer with nothing to write is retired.
+# A second: a stream that pauses longer than that holds no writer task meanwhile, and
+# one that streams on starts a writer once a second, not once per token.
+CHECK_AFTER: Final = 1.0
 # Sends a handler may make without waiting before its send lets other tasks run: a
 # burst of tokens costs one trip through the scheduler per this many, not one per token.
 YIELD_EVERY: Final = 64
@@ -52,6 +69,12 @@ class ResponseWriter:
         self._started = False
         # Why writing stopped ("client too slow", "client gone"), or None while it works.
         self.failed: str | None = None
+        # Set by a task that watches this writer's send timeout: called with a deadline at
+        # which it will call next_check(). None: each write has a timeout scope of its own.
+        self.arm: Callable[[float], None] | None = None
+        self._armed = False
+        self._write_started: float | None = None
+        self._retire = False  # the writer task is to end once the buffer is empty
 
     @property
     def pending(self) -> int:
@@ -60,6 +83,7 @@ class ResponseWriter:
 
     def queue(self, *parts: bytes) -> None:
         """Buffer ``parts`` (to be written in this order) without waiting."""
+        self._retire = False
         self._parts.extend(parts)
         self._size += sum(map(len, parts))
         if self._lot:
@@ -105,24 +129,56 @@ class ResponseWriter:
     async def _write(self, data: bytes) -> None:
         self._writing = True
         try:
-            with trio.fail_after(self._send_timeout):
+            if self.arm is None:
+                with trio.fail_after(self._send_timeout):
+                    await self._stream.send_all(data)
+            else:
+                self._write_started = now = trio.current_time()
+                if not self._armed:
+                    self._armed = True
+                    self.arm(now + min(self._send_timeout, CHECK_AFTER))
                 await self._stream.send_all(data)
         except trio.TooSlowError:
-            log.info("client too slow: no progress sending for %ss", self._send_timeout)
-            self.failed = "client too slow"
+            self._fail("client too slow")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.failed = "client gone"
+            self._fail("client gone")
         finally:
             self._writing = False
+            self._write_started = None
+
+    def next_check(self, now: float) -> float:
+        """For the watching task, at the deadline it was given: when to look again
+        (``math.inf``: not until a write asks). A write under way for the whole send
+        timeout fails the writer ("client too slow") and cancels the response."""
+        if self._write_started is None or self.failed is not None:
+            self._armed = False
+            if not self._parts and not self._writing and self._lot:
+                self._retire = True  # quiet: the writer task ends; send() starts another
+                self._lot.unpark()
+            return math.inf
+        due = self._write_started + self._send_timeout
+        if due > now:
+            return due
+        self._fail("client too slow")
+        return math.inf
+
+    def _fail(self, why: str) -> None:
         if self.failed is not None:
-            self._room.unpark_all()
-            if self.cancel is not None:
-                self.cancel.cancel()
+            return
+        if why == "client too slow":
+            log.info("client too slow: no progress sending for %ss", self._send_timeout)
+        self.failed = why
+        self._room.unpark_all()
+        if self.cancel is not None:
+            self.cancel.cancel()
 
     async def _run(self) -> None:
         while self.failed is None:
             if not self._parts:
                 self._room.unpark_all()  # flush() waiters: all written
+                if self._retire:
+                    self._started = self._retire = False
+                    return
                 await self._lot.park()
                 continue
             data = self._take()

@@ -19,7 +19,9 @@ request until ``start_next_cycle``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
 from http import HTTPStatus
 
 import h11
@@ -332,7 +334,7 @@ class _H1Connection:
         outcome: BaseException | None = None
         self._watch_scope, self._watch_done = trio.CancelScope(), trio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_for_disconnect, nursery.cancel_scope)
+            nursery.start_soon(self._watch_for_disconnect, nursery.cancel_scope, response.writer)
             response.nursery = nursery
             response.writer.cancel = nursery.cancel_scope
             try:
@@ -392,23 +394,37 @@ class _H1Connection:
             500, f"handler failed: {next(leaves(outcome))!r}\n",
         )  # fmt: skip
 
-    async def _watch_for_disconnect(self, cancel_scope: trio.CancelScope) -> None:
+    async def _watch_for_disconnect(
+        self, cancel_scope: trio.CancelScope, writer: ResponseWriter
+    ) -> None:
+        """Read while the response is written: EOF means the client left. Also keeps the
+        writer's send timeout (ResponseWriter.arm / next_check): the deadline of each
+        wait here is the writer's next check."""
         kept = 0
+        deadline = math.inf
         with self._watch_scope:  # stop_watching() ends the watch
             try:
-                while kept <= self.limits.max_pipelined_bytes:
-                    data = await self.stream.receive_some(self.limits.receive_size)
+                while True:
+                    with trio.CancelScope(deadline=deadline) as wait:
+                        writer.arm = functools.partial(setattr, wait, "deadline")
+                        if kept > self.limits.max_pipelined_bytes:
+                            # Enough buffered; stop reading until this response is done.
+                            await trio.sleep_forever()
+                        data = await self.stream.receive_some(self.limits.receive_size)
+                    if wait.cancelled_caught:
+                        deadline = writer.next_check(trio.current_time())
+                        continue
+                    deadline = wait.deadline
                     if not data:
                         break
                     # Pipelined bytes: h11 keeps them until start_next_cycle().
                     self.h11.receive_data(data if type(data) is bytes else bytes(data))
                     self.fed += len(data)
                     kept += len(data)
-                else:
-                    # Enough buffered; stop reading until this response is done.
-                    await trio.sleep_forever()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+            finally:
+                writer.arm = None
             # EOF (or a broken stream) while the response is still going: the client
             # left. The lab treats a half-close as leaving too, as most servers do.
             self.state.client_gone = True

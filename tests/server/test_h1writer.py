@@ -5,17 +5,22 @@ response."""
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 
+import pytest
 import trio
 
+from lab.apps.interface import Request, ResponseStream
 from lab.apps.tokens import DONE, tokens_for
 from lab.capture import load
 from lab.capture.records import SEND
-from lab.server.h1writer import YIELD_EVERY, ResponseWriter
+from lab.server import Limits
+from lab.server.h1writer import CHECK_AFTER, YIELD_EVERY, ResponseWriter
 from lab.wire.chunked import ChunkedDecoder
 from lab.wire.chunked_segments import ChunkData
-from tests.server.helpers import WAIT, H11Client, run
+from tests.server.helpers import WAIT, H11Client, lab_server, run
 from tests.server.test_trace_dir import traced_server
 
 
@@ -110,7 +115,9 @@ def test_a_handler_that_never_waits_still_lets_others_run() -> None:
             nursery.cancel_scope.cancel()
         return ran
 
-    assert run(main) >= 10
+    # Ten yields: the other task ran after each (the last one's turn may come after the
+    # count), so at least nine times; without the yields it would not run at all.
+    assert run(main) >= 9
 
 
 def test_a_write_with_no_progress_for_the_send_timeout_ends_the_response() -> None:
@@ -195,3 +202,97 @@ def test_a_paced_stream_is_written_chunk_by_chunk(tmp_path: Path) -> None:
     assert [_chunks(w) for w in writes[1:4]] == [[t] for t in tokens[1:4]]
     assert _chunks(writes[4])[0] == tokens[4]
     assert writes[4].endswith(b"0\r\n\r\n")
+
+
+def test_a_watched_writer_asks_for_one_check_and_fails_only_after_the_whole_timeout() -> None:
+    async def main() -> None:
+        stream = _Recording()
+        stream.gate = trio.Event()
+        writer = ResponseWriter(stream, limit=1 << 20, send_timeout=10)
+        asked: list[float] = []
+        writer.arm = asked.append
+        start = trio.current_time()
+        with trio.CancelScope() as response:
+            writer.cancel = response
+            async with trio.open_nursery() as nursery:
+                await writer.send(nursery, b"a")
+                await trio.sleep(4)  # the write started at once and hangs
+                assert asked == [start + CHECK_AFTER]
+                assert writer.next_check(trio.current_time()) == start + 10
+                assert writer.failed is None
+                await trio.sleep(6)
+                assert writer.next_check(trio.current_time()) == math.inf
+        assert writer.failed == "client too slow"
+        assert response.cancelled_caught
+
+    run(main, autojump=True)
+
+
+def test_writes_that_complete_ask_for_a_check_once_per_quiet_spell() -> None:
+    async def main() -> None:
+        stream = _Recording()
+        writer = ResponseWriter(stream, limit=1 << 20, send_timeout=10)
+        asked: list[float] = []
+        writer.arm = asked.append
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                await writer.send(nursery, b"a")
+                await trio.sleep(CHECK_AFTER / 4)
+            assert len(asked) == 1  # three writes, one check
+            # At the check nothing is being written: no more checks until the next write.
+            assert writer.next_check(trio.current_time()) == math.inf
+            await writer.send(nursery, b"b")
+            await trio.sleep(1)
+            assert len(asked) == 2
+            nursery.cancel_scope.cancel()
+        assert len(stream.writes) == 4
+
+    run(main, autojump=True)
+
+
+async def _floods(request: Request, response: ResponseStream) -> None:
+    await response.start(200, [("content-type", "application/octet-stream")])
+    while True:
+        await response.send(b"x" * 65536)
+
+
+def test_a_client_that_stops_reading_a_stream_is_cut_after_the_send_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timeout = 0.5
+
+    async def main() -> float:
+        async with lab_server(_floods, Limits(send_timeout=timeout)) as server:
+            client = await H11Client.connect(server)
+            await client.get("/")  # and never reads
+            started = trio.current_time()
+            with trio.fail_after(WAIT):
+                await server.wait_connections(at_most=0)
+            return trio.current_time() - started
+
+    with caplog.at_level(logging.INFO, logger="lab.server"):
+        elapsed = run(main)
+    assert f"client too slow: no progress sending for {timeout}s" in caplog.text
+    assert "(cut short)" in caplog.text
+    assert elapsed >= timeout
+
+
+def test_a_quiet_writer_retires_its_task_and_the_next_send_starts_another() -> None:
+    async def main() -> None:
+        stream = _Recording()
+        writer = ResponseWriter(stream, limit=1 << 20, send_timeout=10)
+        writer.arm = lambda deadline: None
+        async with trio.open_nursery() as nursery:
+            await writer.send(nursery, b"a")
+            await trio.sleep(1)
+            assert len(nursery.child_tasks) == 1  # the writer, waiting for more
+            writer.next_check(trio.current_time())  # nothing being written: quiet
+            await trio.sleep(1)
+            assert not nursery.child_tasks
+            await writer.send(nursery, b"b")
+            await writer.flush()
+            assert len(nursery.child_tasks) == 1
+            nursery.cancel_scope.cancel()
+        assert stream.writes == [b"a", b"b"]
+
+    run(main, autojump=True)
