@@ -303,8 +303,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return 2
         count = args.count or servers_bench.DEFAULT_COUNT
         print(
-            f"one client, /tokens?n={args.tokens}&interval_ms=0 over HTTP/1.1, and {count} "
-            f"idle SSE streams; each server fresh in its own process per round; medians of "
+            f"one client, /tokens?n={args.tokens}&interval_ms=0 {servers_bench.STREAMS} times "
+            f"over HTTP/1.1 and over h2c (h2load: one connection, then 10 × 10 streams), and "
+            f"{count} idle SSE streams; each server fresh in its own process per round; medians of "
             f"{args.rounds} rounds [min-max]; lab×: the lab's ratio (above 1: the lab does "
             f"better); CPU time counts in clock ticks of {1e6 / servers_bench.CLOCK_TICKS:,.0f} µs"
         )

@@ -10,9 +10,8 @@ import hashlib
 import json
 from typing import Final
 
-import trio
-
 from lab.apps.interface import HTTPError, Request, ResponseStream
+from lab.apps.pacing import pace
 from lab.apps.params import (
     DEFAULT_INTERVAL_MS,
     DEFAULT_N,
@@ -82,7 +81,7 @@ async def fixed(request: Request, response: ResponseStream) -> None:
 async def _pace(i: int, interval: float) -> None:
     # Wait between tokens, not before the first: the first byte goes out at once.
     if i and interval:
-        await trio.sleep(interval)
+        await pace(interval)
 
 
 async def tokens(request: Request, response: ResponseStream) -> None:

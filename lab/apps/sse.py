@@ -49,6 +49,7 @@ from typing import Final
 import trio
 
 from lab.apps.interface import AbortResponse, HTTPError, Request, ResponseStream
+from lab.apps.pacing import pace
 from lab.apps.params import DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MAX_N, int_param
 from lab.apps.tokens import DONE, token_at, tokens_for
 from lab.wire.sse import encode_comment, encode_event
@@ -305,7 +306,7 @@ async def events(request: Request, response: ResponseStream) -> None:
             sent += 1
         while next_id <= end_id:
             if sent and interval:
-                await trio.sleep(interval)
+                await pace(interval)
             data = encode_event(_stream_event(stream, next_id, multiline), id=str(next_id))
             EVENT_LOG.record(stream, next_id, data)
             await channel.put(data)
@@ -331,7 +332,7 @@ async def progress(request: Request, response: ResponseStream) -> None:
     async with open_event_channel(response, heartbeat_ms=heartbeat_ms) as channel:
         for step in range(1, n + 1):
             if step > 1 and interval:
-                await trio.sleep(interval)
+                await pace(interval)
             if step == fail_at:
                 error = {"step": step, "message": f"step {step} failed (fail_at={fail_at})"}
                 await channel.put(encode_event(json.dumps(error), event="error"))
@@ -348,6 +349,6 @@ async def chat_sse(response: ResponseStream, words: list[str], interval: float) 
     async with open_event_channel(response) as channel:
         for i, token in enumerate(words):
             if i and interval:
-                await trio.sleep(interval)
+                await pace(interval)
             await channel.put(encode_event(json.dumps({"index": i, "token": token})))
         await channel.put(encode_event(DONE))

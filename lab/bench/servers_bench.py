@@ -6,8 +6,13 @@ server (:mod:`lab.peers`), each in a fresh process of its own per round. Rounds 
 servers in a rotated order, so that each sees the same machine load in turn; the table
 gives medians over rounds with their spread (min-max) and the lab's ratio to each.
 
-- one client, HTTP/1.1, ``/tokens?n=TOKENS&interval_ms=0``: tokens per second, and the
-  server process's CPU time (user + system, ``/proc/PID/stat``) per token, in µs;
+- one client, HTTP/1.1, ``/tokens?n=TOKENS&interval_ms=0``, ``STREAMS`` times one after
+  another on fresh connections: tokens per second, and the server process's CPU time
+  (user + system, ``/proc/PID/stat``) per token, in µs;
+- the same over HTTP/2 with prior knowledge (h2c), for the servers that speak it (the lab
+  and hypercorn): h2load (nghttp2-client) with one connection and ``STREAMS`` streams one
+  after another, then with 10 connections of 10 concurrent streams each (``H2_LOAD``
+  requests in all); the DATA bytes h2load counts must be the expected body each time;
 - idle SSE streams: the server's RSS (``/proc/PID/status``) with ``count`` streams open,
   each past its first event with the next ten minutes away, less before, per stream (as
   in :mod:`lab.bench.idle_bench`).
@@ -22,8 +27,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +42,7 @@ from lab.apps.params import MAX_N
 from lab.apps.tokens import DONE, tokens_for
 from lab.attacks.process import LabProcess, raise_fd_limit
 from lab.bench import idle_bench
+from lab.bench.frameworks_h2 import H2C_PEERS
 from lab.peers.common import MAX_PEER_INTERVAL_MS
 from lab.peers.launcher import start
 from lab.progress import Reporter, silent
@@ -57,6 +65,13 @@ TOKENS: Final = MAX_N
 # enough that six servers and their streams open in seconds.
 DEFAULT_COUNT: Final = 1000
 PROMPT: Final = "bench"
+# Streams per measure: a burst of 10,000 tokens takes the fastest servers tens of
+# milliseconds, a few clock ticks of CPU time; ten of them make the CPU figure readable.
+STREAMS: Final = 10
+# The concurrent HTTP/2 load: h2load -c 10 -m 10, this many requests in all.
+H2_LOAD: Final = 100
+# The servers measured over h2c (lab.bench.frameworks_h2.H2C_PEERS and the lab).
+H2C_SERVERS: Final = (LAB, *H2C_PEERS)
 # Bounds on one socket operation and on one whole measured stream.
 SOCKET_TIMEOUT: Final = 30.0
 STREAM_TIMEOUT: Final = 120.0
@@ -75,6 +90,11 @@ class Measure:
     tokens_per_s: float
     cpu_us_per_token: float
     rss_kib_per_stream: float
+    # h2c (NaN for a server that does not speak it): one stream at a time, and 10 × 10.
+    h2_tokens_per_s: float = math.nan
+    h2_cpu_us_per_token: float = math.nan
+    h2_load_tokens_per_s: float = math.nan
+    h2_load_cpu_us_per_token: float = math.nan
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -159,15 +179,52 @@ def _idle(name: str, port: int, pid: int, count: int) -> float:
     return (after - before) / count
 
 
+def _h2load(port: int, n: int, args: list[str], requests: int, server: str) -> float:
+    """Seconds h2load took for ``requests`` requests of /tokens?n=``n`` (``args``: its
+    connection and stream counts); checks every request succeeded with the whole body."""
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        raise RuntimeError("h2load is not installed: apt-get install nghttp2-client")
+    body = len(("".join(tokens_for(PROMPT, n)) + f"\n{DONE}\n").encode())
+    url = f"http://127.0.0.1:{port}/tokens?n={n}&interval_ms=0&prompt={PROMPT}"
+    started = time.perf_counter()
+    out = subprocess.run(
+        [h2load, "-n", str(requests), *args, url],
+        capture_output=True, text=True, timeout=STREAM_TIMEOUT, check=False,
+    ).stdout  # fmt: skip
+    elapsed = time.perf_counter() - started
+    done = re.search(r"(\d+) succeeded", out)
+    data = re.search(r"\((\d+)\) data", out)
+    if not (
+        done and data and int(done.group(1)) == requests and int(data.group(1)) == requests * body
+    ):
+        raise RuntimeError(f"{server}: h2load did not get every body whole:\n{out[-600:]}")
+    return elapsed
+
+
 def _measure(name: str, n: int, count: int) -> Measure:
     with _server(name) as (port, pid):
         _check(_stream(port, 10)[1], 10, name)  # warm-up: imports, first connection
-        cpu_before = _cpu_seconds(pid)
-        elapsed, raw = _stream(port, n)
-        cpu = _cpu_seconds(pid) - cpu_before
-        _check(raw, n, name)
+        # Memory first, while the process is fresh: after a burst, freed memory that the
+        # allocator keeps would hide what new streams cost.
         per_stream = _idle(name, port, pid, count)
-    return Measure(name, n / elapsed, cpu / n * 1e6, per_stream)
+        cpu_before = _cpu_seconds(pid)
+        elapsed = 0.0
+        for _ in range(STREAMS):
+            seconds, raw = _stream(port, n)
+            elapsed += seconds
+            _check(raw, n, name)
+        cpu = _cpu_seconds(pid) - cpu_before
+        h2: list[float] = []
+        if name in H2C_SERVERS:
+            _h2load(port, 10, ["-c", "1"], 1, name)  # warm-up
+            for args, requests in ((["-c", "1"], STREAMS), (["-c", "10", "-m", "10"], H2_LOAD)):
+                before = _cpu_seconds(pid)
+                seconds = _h2load(port, n, args, requests, name)
+                tokens = requests * n
+                h2 += [tokens / seconds, (_cpu_seconds(pid) - before) / tokens * 1e6]
+    tokens = STREAMS * n
+    return Measure(name, tokens / elapsed, cpu / tokens * 1e6, per_stream, *h2)
 
 
 def run(
@@ -198,7 +255,7 @@ def summarize(measures: list[Measure]) -> list[dict[str, float | str]]:
     for name in names:
         mine = [m for m in measures if m.server == name]
         row: dict[str, float | str] = {"server": name, "rounds": float(len(mine))}
-        for key in ("tokens_per_s", "cpu_us_per_token", "rss_kib_per_stream"):
+        for key in _KEYS:
             values = [float(getattr(m, key)) for m in mine]
             row[key] = statistics.median(values)
             row[f"{key}_min"] = min(values)
@@ -208,11 +265,8 @@ def summarize(measures: list[Measure]) -> list[dict[str, float | str]]:
     for row in rows:
         if lab is None:
             break
-        for key, higher_is_better in (
-            ("tokens_per_s", True),
-            ("cpu_us_per_token", False),
-            ("rss_kib_per_stream", False),
-        ):
+        for key in _KEYS:
+            higher_is_better = "tokens_per_s" in key
             value, labs = float(row[key]), float(lab[key])
             ok = value > 0 and labs > 0
             ratio = (labs / value if higher_is_better else value / labs) if ok else float("nan")
@@ -220,20 +274,41 @@ def summarize(measures: list[Measure]) -> list[dict[str, float | str]]:
     return rows
 
 
+_KEYS: Final = (
+    "tokens_per_s", "cpu_us_per_token", "rss_kib_per_stream", "h2_tokens_per_s",
+    "h2_cpu_us_per_token", "h2_load_tokens_per_s", "h2_load_cpu_us_per_token",
+)  # fmt: skip
+
+
 def table(rows: list[dict[str, float | str]]) -> str:
     """Medians [min-max] and, after each, the lab's ratio (above 1: the lab does better:
-    more tokens/s, less CPU per token, less memory per idle stream)."""
-    head = (
-        f"{'server':<21}{'tokens/s':>10} {'[min-max]':<19}{'lab×':>6}"
+    more tokens/s, less CPU per token, less memory per idle stream); then the h2c rows."""
+    lines = [
+        f"{'HTTP/1.1':<21}{'tokens/s':>10} {'[min-max]':<19}{'lab×':>6}"
         f"{'CPU µs/token':>14} {'[min-max]':<13}{'lab×':>6}"
         f"{'KiB/idle SSE':>14} {'[min-max]':<13}{'lab×':>6}"
-    )
-    lines = [head]
+    ]
     for row in rows:
         lines.append(
             f"{row['server']!s:<21}{_cell(row, 'tokens_per_s', 0, 10, 19)}"
             f"{_cell(row, 'cpu_us_per_token', 1, 14, 13)}"
             f"{_cell(row, 'rss_kib_per_stream', 1, 14, 13)}"
+        )
+    lines += [
+        "",
+        f"{'h2c':<21}{'1 stream tok/s':>14} {'[min-max]':<19}{'lab×':>6}"
+        f"{'CPU µs/token':>14} {'[min-max]':<13}{'lab×':>6}"
+        f"{'10×10 tok/s':>14} {'[min-max]':<19}{'lab×':>6}"
+        f"{'CPU µs/token':>14} {'[min-max]':<13}{'lab×':>6}",
+    ]
+    for row in rows:
+        if math.isnan(float(row["h2_tokens_per_s"])):
+            continue
+        lines.append(
+            f"{row['server']!s:<21}{_cell(row, 'h2_tokens_per_s', 0, 14, 19)}"
+            f"{_cell(row, 'h2_cpu_us_per_token', 1, 14, 13)}"
+            f"{_cell(row, 'h2_load_tokens_per_s', 0, 14, 19)}"
+            f"{_cell(row, 'h2_load_cpu_us_per_token', 1, 14, 13)}"
         )
     return "\n".join(lines)
 

@@ -40,7 +40,8 @@ def test_bench_servers_prints_a_row_per_server_with_the_labs_ratios() -> None:
     lines = out.stdout.splitlines()
     assert "/tokens?n=2000&interval_ms=0" in lines[0]
     assert "50 idle SSE streams" in lines[0]
-    rows = {line.split()[0]: line for line in lines[2:]}
+    gap = lines.index("")
+    rows = {line.split()[0]: line for line in lines[2:gap]}
     assert list(rows) == list(servers_bench.SERVERS)
     # A ratio is "—" when a side used less than one clock tick of CPU in this short run.
     cell = rf"({_NUMBER}) \[{_NUMBER}-{_NUMBER}\]\s+({_NUMBER}|—)"
@@ -53,6 +54,15 @@ def test_bench_servers_prints_a_row_per_server_with_the_labs_ratios() -> None:
         if name == servers_bench.LAB:
             assert match.group(2) == "1.00"
             assert all(match.group(i) in ("1.00", "—") for i in (4, 6))
+    # The h2c table: the servers that speak it, one stream and 10 × 10, each body checked.
+    assert lines[gap + 1].split()[0] == "h2c"
+    h2_rows = {line.split()[0]: line for line in lines[gap + 2 :]}
+    assert list(h2_rows) == list(servers_bench.H2C_SERVERS)
+    for name, line in h2_rows.items():
+        match = re.fullmatch(rf"{re.escape(name)}\s+{cell}\s+{cell}\s+{cell}\s+{cell}", line)
+        assert match, line
+        assert float(match.group(1).replace(",", "")) > 0
+        assert float(match.group(5).replace(",", "")) > 0
     steps = [s for s in out.stderr.splitlines() if "bench servers" in s]
     assert len(steps) == len(servers_bench.SERVERS)
 
