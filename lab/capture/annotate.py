@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from lab.capture.pcapread_records import StreamBreak
 from lab.capture.pcapread_tls import TLSRecordDecoder
-from lab.capture.trace import EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Trace
+from lab.capture.trace import EOF, RECV, SEND, SHUTDOWN, ConnectionTrace, Record, Trace
 from lab.wire.errors import ProtocolError
 from lab.wire.h2fields import FrameField
 from lab.wire.h2frames import (
@@ -46,9 +46,11 @@ from lab.wire.websocket_fields import FrameField as WebSocketField
 __all__ = [
     "Annotated",
     "AnnotatedConnection",
+    "ConnectionAnnotator",
     "Unparsed",
     "annotate",
     "annotate_connection",
+    "iter_annotated",
 ]
 
 
@@ -223,22 +225,47 @@ def _awaiting(decoder: _Decoder) -> bool:
 
 
 def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConnection:
-    to_server, to_client = _decoders(conn)
-    sides = {
-        True: _Direction(to_server, len(conn.client_to_server())),
-        False: _Direction(to_client, len(conn.server_to_client())),
-    }
-    items: list[Annotated] = []
-    # Whose SETTINGS (True: the client's) bound which direction's decoder.
-    settings = (
-        {True: _H2Settings(to_client), False: _H2Settings(to_server)}
-        if isinstance(to_server, H2Decoder) and isinstance(to_client, H2Decoder)
-        else None
-    )
+    totals = (len(conn.client_to_server()), len(conn.server_to_client()))
+    return AnnotatedConnection(index, conn, list(iter_annotated(conn, conn.records, totals)))
 
-    def emit(from_client: bool, segs: list[Segment], i: int, t: float) -> None:
+
+def iter_annotated(
+    conn: ConnectionTrace, records: Iterable[Record], totals: tuple[int, int]
+) -> Iterator[Annotated]:
+    """The annotated segments of ``records`` (``conn``'s, which may be elsewhere than in
+    ``conn.records``: read from a file as they go), each as soon as the record that
+    completed it has been read. ``totals`` is the bytes the client and the server sent in
+    all of them."""
+    annotator = ConnectionAnnotator(conn, totals)
+    for i, rec in enumerate(records):
+        yield from annotator.feed(i, rec)
+    yield from annotator.finish()
+
+
+class ConnectionAnnotator:
+    """Annotation fed one record at a time: :meth:`feed` each record in order, then
+    :meth:`finish`; each returns the segments the record completed."""
+
+    def __init__(self, conn: ConnectionTrace, totals: tuple[int, int]) -> None:
+        self.conn = conn
+        self.to_server, self.to_client = _decoders(conn)
+        self.sides = {
+            True: _Direction(self.to_server, totals[0]),
+            False: _Direction(self.to_client, totals[1]),
+        }
+        # Whose SETTINGS (True: the client's) bound which direction's decoder.
+        self.settings = (
+            {True: _H2Settings(self.to_client), False: _H2Settings(self.to_server)}
+            if isinstance(self.to_server, H2Decoder) and isinstance(self.to_client, H2Decoder)
+            else None
+        )
+        self.items: list[Annotated] = []
+        self.last, self.t_last = -1, 0.0
+
+    def _emit(self, from_client: bool, segs: list[Segment], i: int, t: float) -> None:
+        settings, to_client = self.settings, self.to_client
         for seg in segs:
-            items.append(Annotated(from_client, seg, i, t))
+            self.items.append(Annotated(from_client, seg, i, t))
             if settings is not None and isinstance(seg, SettingsFrame):
                 if seg.ack:
                     settings[not from_client].acknowledged()
@@ -258,15 +285,18 @@ def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConne
             ):
                 to_client.expect_websocket(seg.stream_id)  # a WebSocket, if it is accepted
 
-    for i, rec in enumerate(conn.records):
+    def feed(self, i: int, rec: Record) -> list[Annotated]:
+        """Read record ``i``; the segments it completed."""
+        conn, sides, emit = self.conn, self.sides, self._emit
+        self.last, self.t_last = i, rec.t
         if isinstance(rec, StreamBreak):  # from a packet capture: a gap or a conflict
             from_client = conn.is_from_client(rec)
             emit(from_client, sides[from_client].stop(rec.reason), i, rec.t)
         elif rec.kind in (SEND, RECV):
             from_client = conn.is_from_client(rec)
-            held = _awaiting(to_server)
+            held = _awaiting(self.to_server)
             emit(from_client, sides[from_client].feed(rec.data), i, rec.t)
-            if held and not from_client and not _awaiting(to_server):
+            if held and not from_client and not _awaiting(self.to_server):
                 # The answer to a request that asked to upgrade (RFC 9110 §7.8) came: what
                 # the client sent after it is read now, as the new protocol or as HTTP/1.1.
                 emit(True, sides[True].feed(b""), i, rec.t)
@@ -274,14 +304,20 @@ def annotate_connection(conn: ConnectionTrace, index: int = 0) -> AnnotatedConne
             # EOF: the tapped side's peer finished sending; SHUTDOWN: the tapped side did.
             from_client = (conn.side == "server") == (rec.kind == EOF)
             emit(from_client, sides[from_client].eof(), i, rec.t)
-    last = len(conn.records) - 1
-    t_last = conn.records[-1].t if conn.records else 0.0
-    for from_client, d in sides.items():
-        if not d.ended and not d.failed:
-            # The trace ends without this direction's EOF (the tapped side closed, or a
-            # reset): a message still open was cut short.
-            emit(from_client, d.eof(), last, t_last)
-    return AnnotatedConnection(index, conn, items)
+        return self._take()
+
+    def finish(self) -> list[Annotated]:
+        """After the last record: what the end of the trace cut short."""
+        for from_client, d in self.sides.items():
+            if not d.ended and not d.failed:
+                # The trace ends without this direction's EOF (the tapped side closed, or
+                # a reset): a message still open was cut short.
+                self._emit(from_client, d.eof(), self.last, self.t_last)
+        return self._take()
+
+    def _take(self) -> list[Annotated]:
+        items, self.items = self.items, []
+        return items
 
 
 def annotate(trace: Trace) -> list[AnnotatedConnection]:

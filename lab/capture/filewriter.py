@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
-from lab.capture.records import RECORD_KINDS, RECV, SEND, ConnectionTrace
+from lab.capture.records import RECORD_KINDS, RECV, SEND, ConnectionTrace, Record
 
-__all__ = ["BYTES_PER_LINE", "FORMAT_VERSION", "INDENT", "MAGIC", "trace_text"]
+__all__ = [
+    "BYTES_PER_LINE",
+    "FORMAT_VERSION",
+    "INDENT",
+    "MAGIC",
+    "connection_line",
+    "header_lines",
+    "record_lines",
+    "trace_text",
+]
 
 FORMAT_VERSION: Final = 1
 MAGIC: Final = "streamlab-trace"
@@ -35,29 +44,42 @@ def trace_text(name: str, description: str, connections: Sequence[ConnectionTrac
     kind, data on a record that is not ``send``/``recv``, a time that is not finite, a port
     outside 0-65535, whitespace in a host or protocol.
     """
-    out = [
+    out = header_lines(name, description)
+    for index, conn in enumerate(connections):
+        out.append("")
+        out.append(connection_line(index, conn))
+        record_lines(index, conn.records, {SEND: 0, RECV: 0}, out)
+    out.append("")
+    return "\n".join(out)
+
+
+def header_lines(name: str, description: str) -> list[str]:
+    """The lines a ``.trace`` file starts with, before its first connection."""
+    return [
         f"{MAGIC} {FORMAT_VERSION}",
         f"name {_quote(name)}",
         f"description {_quote(description)}",
     ]
-    for index, conn in enumerate(connections):
-        out.append("")
-        out.append(_connection_line(index, conn))
-        offsets = {SEND: 0, RECV: 0}
-        for record in conn.records:
-            if record.kind not in RECORD_KINDS:
-                raise ValueError(f"connection {index}: unknown record kind {record.kind!r}")
-            if not math.isfinite(record.t):
-                raise ValueError(f"connection {index}: record time {record.t!r} is not finite")
-            if record.kind in _DATA_KINDS:
-                out.append(f"{record.t:+.6f} {record.kind} {len(record.data)}")
-                offsets[record.kind] = _hexdump(record.data, offsets[record.kind], out)
-            elif record.data:
-                raise ValueError(f"connection {index}: a {record.kind} record cannot carry data")
-            else:
-                out.append(f"{record.t:+.6f} {record.kind}")
-    out.append("")
-    return "\n".join(out)
+
+
+def record_lines(
+    index: int, records: Iterable[Record], offsets: dict[str, int], out: list[str]
+) -> None:
+    """Append the lines of connection ``index``'s ``records`` to ``out``. ``offsets`` is
+    where each direction's stream is (updated), so that a connection can be written in
+    parts; the errors are :func:`trace_text`'s."""
+    for record in records:
+        if record.kind not in RECORD_KINDS:
+            raise ValueError(f"connection {index}: unknown record kind {record.kind!r}")
+        if not math.isfinite(record.t):
+            raise ValueError(f"connection {index}: record time {record.t!r} is not finite")
+        if record.kind in _DATA_KINDS:
+            out.append(f"{record.t:+.6f} {record.kind} {len(record.data)}")
+            offsets[record.kind] = _hexdump(record.data, offsets[record.kind], out)
+        elif record.data:
+            raise ValueError(f"connection {index}: a {record.kind} record cannot carry data")
+        else:
+            out.append(f"{record.t:+.6f} {record.kind}")
 
 
 def _hexdump(data: bytes, offset: int, out: list[str]) -> int:
@@ -73,7 +95,8 @@ def _hexdump(data: bytes, offset: int, out: list[str]) -> int:
     return offset + len(data)
 
 
-def _connection_line(index: int, conn: ConnectionTrace) -> str:
+def connection_line(index: int, conn: ConnectionTrace) -> str:
+    """The line that starts connection ``index`` (the blank line before it is apart)."""
     if not conn.protocol or _has_space(conn.protocol):
         raise ValueError(f"connection {index}: protocol {conn.protocol!r} is empty or has spaces")
     local = _address(index, conn.local)

@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import itertools
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from lab.capture.trace import (
     CLOSE,
@@ -65,6 +66,7 @@ __all__ = [
     "Annotations",
     "export_pcapng",
     "to_pcapng",
+    "write_pcapng_connection",
 ]
 
 Annotations = Callable[[int, int], str | None]  # (connection index, record index) -> comment
@@ -115,39 +117,63 @@ def export_pcapng(trace: Trace, path: str | Path, annotations: Annotations | Non
 
 def to_pcapng(trace: Trace, annotations: Annotations | None = None) -> bytes:
     """The bytes of the pcapng file :func:`export_pcapng` writes."""
-    title = trace.name if not trace.description else f"{trace.name}\n\n{trace.description}"
-    blocks = [
-        _block(
-            _SHB,
-            struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1),  # version 1.0, length unknown
-            _option(_OPT_COMMENT, title.encode()) + _option(_SHB_USERAPPL, b"streamlab"),
-        ),
-        _block(
-            _IDB,
-            struct.pack("<HHI", _LINKTYPE_RAW, 0, 0),  # snaplen 0: no limit
-            _option(_IF_NAME, b"streamlab synthetic TCP"),  # if_tsresol absent: microseconds
-        ),
-    ]
+    blocks = [_head(trace.name, trace.description)]
     flows = [
         _packets(index, conn, endpoints, annotations)
         for index, (conn, endpoints) in enumerate(
             zip(trace.connections, _assign_endpoints(trace.connections), strict=True)
         )
     ]
-    for packet in heapq.merge(*flows, key=lambda p: p.timestamp):
-        body = struct.pack(
-            "<IIIII",
-            0,  # interface 0
-            packet.timestamp >> 32,
-            packet.timestamp & 0xFFFF_FFFF,
-            len(packet.data),
-            len(packet.data),
-        )
-        options = _option(_EPB_FLAGS, struct.pack("<I", packet.direction))
-        if packet.comment:
-            options = _option(_OPT_COMMENT, packet.comment.encode()) + options
-        blocks.append(_block(_EPB, body + _pad(packet.data), options))
+    blocks += map(_enhanced_packet, heapq.merge(*flows, key=lambda p: p.timestamp))
     return b"".join(blocks)
+
+
+def write_pcapng_connection(
+    out: BinaryIO,
+    name: str,
+    description: str,
+    conn: ConnectionTrace,
+    records: Iterable[Record],
+    *,
+    annotations: Annotations | None = None,
+) -> None:
+    """Write to ``out`` what :func:`to_pcapng` gives for a trace of one connection,
+    ``conn`` with these ``records`` (read as they go, instead of ``conn.records``), a
+    block at a time: the packets of one record are all it holds at once."""
+    out.write(_head(name, description))
+    (endpoints,) = _assign_endpoints([conn])
+    for packet in _packets(0, conn, endpoints, annotations, records):
+        out.write(_enhanced_packet(packet))
+
+
+def _head(name: str, description: str) -> bytes:
+    """The Section Header Block and the Interface Description Block (§4.1, §4.2)."""
+    title = name if not description else f"{name}\n\n{description}"
+    return _block(
+        _SHB,
+        struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1),  # version 1.0, length unknown
+        _option(_OPT_COMMENT, title.encode()) + _option(_SHB_USERAPPL, b"streamlab"),
+    ) + _block(
+        _IDB,
+        struct.pack("<HHI", _LINKTYPE_RAW, 0, 0),  # snaplen 0: no limit
+        _option(_IF_NAME, b"streamlab synthetic TCP"),  # if_tsresol absent: microseconds
+    )
+
+
+def _enhanced_packet(packet: _Packet) -> bytes:
+    """One Enhanced Packet Block (§4.3)."""
+    body = struct.pack(
+        "<IIIII",
+        0,  # interface 0
+        packet.timestamp >> 32,
+        packet.timestamp & 0xFFFF_FFFF,
+        len(packet.data),
+        len(packet.data),
+    )
+    options = _option(_EPB_FLAGS, struct.pack("<I", packet.direction))
+    if packet.comment:
+        options = _option(_OPT_COMMENT, packet.comment.encode()) + options
+    return _block(_EPB, body + _pad(packet.data), options)
 
 
 def _pad(data: bytes) -> bytes:
@@ -229,9 +255,13 @@ class _Peer:
 
 
 def _packets(
-    index: int, conn: ConnectionTrace, endpoints: _Endpoints, annotations: Annotations | None
+    index: int,
+    conn: ConnectionTrace,
+    endpoints: _Endpoints,
+    annotations: Annotations | None,
+    records: Iterable[Record] | None = None,
 ) -> Iterator[_Packet]:
-    """The packets of one connection, in order."""
+    """The packets of one connection (of ``records``, or else ``conn.records``), in order."""
     client = _Peer("client", endpoints.client_ip, endpoints.client_port, CLIENT_ISN)
     server = _Peer("server", endpoints.server_ip, endpoints.server_port, SERVER_ISN)
     tapped, peer = (client, server) if conn.side == "client" else (server, client)
@@ -257,10 +287,11 @@ def _packets(
             _OUTBOUND if src is tapped else _INBOUND,
         )
 
-    records = conn.records
-    first = records[0] if records else Record(0.0, CONNECT)
+    rest = iter(conn.records if records is None else records)
+    head = next(rest, None)
+    first = Record(0.0, CONNECT) if head is None else head
     at = EPOCH_BASE * 1_000_000 + round(first.t * 1_000_000)
-    connect = 0 if records and first.kind == CONNECT else None
+    connect = 0 if head is not None and first.kind == CONNECT else None
     why = "record 0: connect" if connect is not None else "synthetic: no connect record"
     syn_options = _syn_options()
     handshake = (
@@ -271,7 +302,7 @@ def _packets(
     for src, flags, default, options in handshake:
         yield packet(at, src, flags, default=default, record=connect, options=options)
 
-    for number, record in enumerate(records):
+    for number, record in enumerate(itertools.chain(() if head is None else (head,), rest)):
         at = EPOCH_BASE * 1_000_000 + round(record.t * 1_000_000)
         kind = record.kind
         if kind in (SEND, RECV):

@@ -135,3 +135,10 @@ class Limits:
     # .trace / .pcapng downloads being formatted or sent at once (each holds its whole
     # file, ~5 times the connection's kept bytes); one more gets 503.
     viewer_downloads: int = 4
+    # --trace-dir: bytes of a connection's records held in memory (each record counted
+    # with lab.capture.spill.RECORD_OVERHEAD, ~145 bytes, on top of its data) before they
+    # are appended to a temporary file, from which its trace is written when it closes.
+    # 64 KiB is send_buffer_size: at most one write() to the file per socket buffer's
+    # worth of response, and 1,000 busy traced connections hold at most 64 MiB, however
+    # long they live (a 10,000-token stream alone was ~1.45 MiB of records).
+    trace_bytes_held: int = 64 * 1024

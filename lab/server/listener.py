@@ -7,7 +7,9 @@ Two ways to watch the connections, both through the tap (lab.capture.tap):
 
 - ``trace_dir``: each connection's whole trace is written there when it closes, as
   ``.trace`` and ``.pcapng`` side by side, named by when it was accepted, its number and
-  its first request (lab.capture.names), never over an earlier file;
+  its first request (lab.capture.names), never over an earlier file; while it is open,
+  at most ``Limits.trace_bytes_held`` of its records are in memory, the older ones in a
+  temporary file beside them (lab.capture.spill);
 - ``viewer=True``: every connection goes to the server's live feed (lab.capture.live),
   within the ``viewer_*`` limits, which the wire viewer's endpoints (``GET /lab/``) read
   through ``request.feed``.
@@ -29,6 +31,8 @@ import trio
 
 from lab.capture.live import FeedLimits, LiveConnection, LiveFeed
 from lab.capture.names import claim_stem, connection_stem, utc_stamp
+from lab.capture.spill import SpilledRecords
+from lab.capture.spillsave import write_spilled
 from lab.capture.store import write_capture
 from lab.capture.tap import TappedStream, socket_addresses
 from lab.capture.trace import ConnectionTrace, Record, Trace
@@ -75,6 +79,7 @@ class Server:
         # When each connection was accepted, for its trace file's name.
         self.wall_clock = wall_clock
         self.feed = LiveFeed(_feed_limits(self.limits)) if viewer else None
+        self.spills: set[SpilledRecords] = set()  # the records of the open traced connections
         self.connections: set[ConnectionState] = set()
         self.accepted = 0
         self._accept_scope = trio.CancelScope()
@@ -122,6 +127,15 @@ class Server:
             "bodies_refused": self.bodies.refused,
             "background_tasks": self.background.running,
             **(self.feed.stats() if self.feed is not None else {}),
+            **(self._trace_stats() if self.trace_dir is not None else {}),
+        }
+
+    def _trace_stats(self) -> dict[str, int | str]:
+        spills = list(self.spills)
+        return {
+            "trace_records_held": sum(len(s.conn.records) for s in spills),
+            "trace_bytes_held": sum(s.held for s in spills),
+            "trace_records_spilled": sum(s.spilled for s in spills),
         }
 
     @staticmethod
@@ -210,12 +224,15 @@ class Server:
                         # event loop, so that other connections do not stall; shielded,
                         # so that shutdown does not lose it.
                         save = functools.partial(
-                            _save_trace, self.trace_dir, holder.trace, number=state.number,
-                            method=state.first_method, target=state.first_target,
-                            opened=holder.opened,
+                            _save_trace, self.trace_dir, holder.trace, holder.spill,
+                            number=state.number, method=state.first_method,
+                            target=state.first_target, opened=holder.opened,
                         )  # fmt: skip
                         await trio.to_thread.run_sync(save)
             finally:
+                if holder.spill is not None:
+                    self.spills.discard(holder.spill)
+                    holder.spill.close()  # if the trace was not written, its file goes
                 # Only once the trace is written: wait_no_connections() then means every
                 # connection's trace is on disk (another connection may finish first).
                 self.connections.discard(state)
@@ -286,7 +303,11 @@ class Server:
                 ),
                 connections=[conn],
             )
-            sink = None if holder.live is None else _tee(conn.records.append, holder.live.add)
+            spill = holder.spill = SpilledRecords(
+                conn, self.trace_dir, limit=self.limits.trace_bytes_held
+            )
+            self.spills.add(spill)
+            sink = spill.add if holder.live is None else _tee(spill.add, holder.live.add)
         t0 = time.monotonic()  # one axis per connection, from its CONNECT record
         holder.stream = TappedStream(
             holder.stream, conn, lambda: time.monotonic() - t0, connected_at=0.0, sink=sink
@@ -301,6 +322,7 @@ class _Open:
     stream: trio.abc.Stream
     opened: float = 0.0
     trace: Trace | None = None
+    spill: SpilledRecords | None = None  # the trace's records, most of them on disk
     live: LiveConnection | None = None
 
 
@@ -315,13 +337,28 @@ def _tee(
 
 
 def _save_trace(
-    directory: Path, trace: Trace, *, number: int, method: str, target: str, opened: float
+    directory: Path,
+    trace: Trace,
+    spill: SpilledRecords | None,
+    *,
+    number: int,
+    method: str,
+    target: str,
+    opened: float,
 ) -> None:
-    """Write ``trace`` as .trace and .pcapng under a name no file in ``directory`` has."""
+    """Write ``trace`` as .trace and .pcapng under a name no file in ``directory`` has,
+    with the records ``spill`` kept on disk; then remove its file."""
     trace.name = claim_stem(directory, connection_stem(number, method, target, opened))
     if method:
         trace.description += f"; first request {method} {target}"
-    write_capture(trace, directory)
+    try:
+        if spill is None:
+            write_capture(trace, directory)
+        else:
+            write_spilled(trace, spill, directory)
+    finally:
+        if spill is not None:
+            spill.close()
 
 
 def _feed_limits(limits: Limits) -> FeedLimits:

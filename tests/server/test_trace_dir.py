@@ -28,10 +28,10 @@ NAME = re.compile(r"(\d{8}T\d{6}\.\d{3}Z)-c(\d{5})-(.+)")
 
 @asynccontextmanager
 async def traced_server(
-    directory: Path, wall_clock: Callable[[], float] | None = None
+    directory: Path, wall_clock: Callable[[], float] | None = None, limits: Limits | None = None
 ) -> AsyncIterator[Server]:
     """A lab server writing traces to ``directory``; on exit, every trace is written."""
-    server = Server(lab_app, trace_dir=directory, wall_clock=wall_clock or time.time)
+    server = Server(lab_app, trace_dir=directory, wall_clock=wall_clock or time.time, limits=limits)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         try:
