@@ -97,8 +97,9 @@ line longer than :data:`MAX_LINE_SIZE` fails at its first byte past the limit, a
 whose data would exceed :data:`MAX_DATA_SIZE` fails at the first byte that does not fit,
 however the stream is split. A browser has neither limit.
 
-The segments, :class:`Event` and :class:`SSEError` are in :mod:`lab.wire.sse_segments`, the
-encoder in :mod:`lab.wire.sse_encode`; every name of this module's ``__all__`` works from here.
+The segments, :class:`Event` and :class:`SSEError` are in :mod:`lab.wire.sse_segments`, steps
+3 to 5 (what each line means) in :mod:`lab.wire.sse_lines`, the encoder in
+:mod:`lab.wire.sse_encode`; every name of this module's ``__all__`` works from here.
 
 Where httpx-sse 0.4.3 differs
 -----------------------------
@@ -122,19 +123,12 @@ Measured through ``httpx_sse.EventSource`` on an ``httpx.Response``; each point 
 
 from __future__ import annotations
 
-from typing import Final, NoReturn
+from typing import Final
 
 from lab.wire.segment import Segment
 from lab.wire.sse_encode import encode_comment, encode_event
+from lab.wire.sse_lines import LineInterpreter
 from lab.wire.sse_segments import (
-    _DATA_APPENDED,
-    _ID_NUL,
-    _ID_RESET,
-    _ID_SET,
-    _RETRY_BAD,
-    _RETRY_EMPTY,
-    _TYPE_SET,
-    _UNKNOWN,
     BOM,
     NOTE_VALUE_CHARS,  # noqa: F401 - importable from here as before
     Comment,
@@ -143,9 +137,6 @@ from lab.wire.sse_segments import (
     Field,
     Incomplete,
     SSEError,
-    _make_dispatch,
-    _make_event,
-    _make_field,
 )
 
 __all__ = [
@@ -181,7 +172,10 @@ MAX_LINE_SIZE: Final = 8 * 1024 * 1024
 # one huge event. Twice the line limit, so an event of two maximal lines still passes.
 MAX_DATA_SIZE: Final = 2 * MAX_LINE_SIZE
 
-_LF, _SP = 0x0A, 0x20
+_LF, _CR = 0x0A, 0x0D
+# A read whose first _SAMPLE bytes hold _SHORT_LINES line ends or more is split with
+# bytes.split, which walks it byte by byte; one with longer lines with bytes.find.
+_SAMPLE, _SHORT_LINES = 1024, 4
 _BOM: Final = b"\xef\xbb\xbf"
 
 
@@ -189,7 +183,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 # The decoder
 
 
-class SSEDecoder:
+class SSEDecoder(LineInterpreter):
     """Turns an event stream, fed in pieces of any size, into :class:`Segment` objects.
 
     ``offset`` is the absolute offset of the first byte you will feed. Events come out
@@ -205,22 +199,15 @@ class SSEDecoder:
     text starts every stream's buffer empty, which is the default here.
     """
 
-    __slots__ = (
+    __slots__ = (  # and LineInterpreter's
         "_at_start",
         "_buf",
-        "_data",
-        "_data_size",
         "_ended",
         "_error",
         "_held_cr",
-        "_id_buffer",
-        "_last_event_id",
         "_line_start",
-        "_max_data",
         "_max_line",
         "_offset",
-        "_retry",
-        "_type",
     )
 
     def __init__(
@@ -371,7 +358,7 @@ class SSEDecoder:
         if data.find(b"\r", pos) < 0:
             pos = self._scan_lf(data, pos, base, out)
         else:
-            pos = self._scan_any(data, pos, base, out)
+            pos = self._scan_crlf(data, pos, base, out)
             if pos < 0:
                 return  # a line ending in CR is held
         n = len(data)
@@ -415,46 +402,57 @@ class SSEDecoder:
         return eol + ending
 
     def _scan_lf(self, data: bytes, pos: int, base: int, out: list[Segment]) -> int:
-        """The common case, no CR at all: every line ends in LF. ``bytes.split`` finds
-        them all at C speed, and data lines are handled right here, the rest by
-        :meth:`_line`. Returns where the unfinished last line starts."""
-        lines = data[pos:].split(b"\n") if pos else data.split(b"\n")
-        lines.pop()  # what follows the last LF: an unfinished line, or nothing
-        max_line, max_data = self._max_line, self._max_data
-        append = out.append
-        for line in lines:
-            size = len(line)
-            if size > max_line:
-                raise self._too_long(base + pos)
-            if line.startswith(b"data:"):
-                # data: append the value and an LF to the data buffer (§9.2.6).
-                here = base + pos
-                skip = 6 if size > 5 and line[5] == _SP else 5
-                raw_value = line[skip:]
-                data_size = self._data_size + size - skip + 1
-                if data_size > max_data:
-                    self._data_too_long(here + skip, raw_value)
-                value = raw_value.decode("utf-8", "replace")
-                self._data.append(value)
-                self._data_size = data_size
-                append(
-                    _make_field(
-                        here,
-                        here + size + 1,
-                        "data",
-                        value,
-                        _DATA_APPENDED,
-                        here + 4,
-                        here + skip,
-                        here + size,
-                    )
-                )
-            elif size:
-                self._line(line, base + pos, 1, out)
-            else:
-                self._dispatch(base + pos, base + pos + 1, out)
-            pos += size + 1
-        return pos
+        """The common case, no CR at all: every line ends in LF. Returns where the
+        unfinished last line starts.
+
+        A read that cannot break a limit (no longer than a line may be, and small enough
+        that all of it would fit in the data buffer) goes to :meth:`_lines_fast`, split by
+        ``bytes.split`` when its lines are short and by ``bytes.find`` (memchr) when they
+        are long. Otherwise each line's length is checked here and the line processed by
+        :meth:`_line`, which checks the data buffer's."""
+        n = len(data)
+        lf = data.find(b"\n", pos)
+        if lf < 0:
+            return pos
+        if n - pos > self._max_line or self._data_size + n - pos > self._max_data:
+            max_line = self._max_line
+            while lf >= 0:
+                if lf - pos > max_line:
+                    raise self._too_long(base + pos)
+                self._line(data[pos:lf], base + pos, 1, out)
+                pos = lf + 1
+                lf = data.find(b"\n", pos)
+            return pos
+        if data.count(b"\n", pos, pos + _SAMPLE) >= _SHORT_LINES:
+            lines = data[pos:].split(b"\n") if pos else data.split(b"\n")
+            lines.pop()  # what follows the last LF: an unfinished line, or nothing
+        else:
+            lines = []
+            start = pos
+            while lf >= 0:
+                lines.append(data[start:lf])
+                start = lf + 1
+                lf = data.find(b"\n", start)
+        return self._lines_fast(lines, base + pos, 1, out) - base
+
+    def _scan_crlf(self, data: bytes, pos: int, base: int, out: list[Segment]) -> int:
+        """Lines with a CR among them. When the lines are short, each CR and each LF is
+        part of a CRLF (the usual line ending of some servers), none of them is the read's
+        last byte, and the read cannot break a limit, the lines go to :meth:`_lines_fast`;
+        otherwise to :meth:`_scan_any`. Returns as :meth:`_scan_any` does."""
+        n = len(data)
+        if (
+            data[-1] != _CR
+            and n - pos <= self._max_line
+            and self._data_size + n - pos <= self._max_data
+            and data.count(b"\n", pos, pos + _SAMPLE) >= _SHORT_LINES
+        ):
+            lines = data[pos:].split(b"\r\n") if pos else data.split(b"\r\n")
+            tail = lines.pop()
+            joined = b"".join(lines)
+            if not (b"\r" in joined or b"\n" in joined or b"\r" in tail or b"\n" in tail):
+                return self._lines_fast(lines, base + pos, 2, out) - base
+        return self._scan_any(data, pos, base, out)
 
     def _scan_any(self, data: bytes, pos: int, base: int, out: list[Segment]) -> int:
         """Lines ending in CRLF, LF or CR, in any mixture. Each byte is searched once: the
@@ -489,107 +487,6 @@ class SSEDecoder:
             if 0 <= cr < pos:
                 cr = data.find(b"\r", pos)
         return pos
-
-    # ----------------------------------------------------------------------------------
-    # Interpreting lines (§9.2.6)
-
-    def _line(self, line: bytes, start: int, ending: int, out: list[Segment]) -> None:
-        """Process one line: ``line`` is its bytes without the line ending, ``start`` the
-        absolute offset of its first byte, ``ending`` the length of its line ending."""
-        end = start + len(line) + ending
-        if not line:
-            # "If the line is empty (a blank line): dispatch the event."
-            self._dispatch(start, end, out)
-            return
-        colon = line.find(b":")
-        if colon == 0:
-            # "If the line starts with a U+003A COLON character (:): ignore the line."
-            out.append(Comment(start, end, line[1:].decode("utf-8", "replace")))
-            return
-        if colon < 0:
-            # "Otherwise, the string is not empty but does not contain a U+003A COLON":
-            # the whole line is the field name, the value is the empty string.
-            name_end = value_start = len(line)
-        else:
-            # "If the line contains a U+003A COLON": name before the first one, value
-            # after it, and "if value starts with a U+0020 SPACE character, remove it".
-            name_end = colon
-            value_start = colon + 1
-            if value_start < len(line) and line[value_start] == _SP:
-                value_start += 1
-        raw_name = line[:name_end]
-        raw_value = line[value_start:]
-        value = raw_value.decode("utf-8", "replace")
-        # "Process the field": names compared literally, no case folding.
-        if raw_name == b"data":
-            size = self._data_size + len(raw_value) + 1
-            if size > self._max_data:
-                self._data_too_long(start + value_start, raw_value)
-            self._data.append(value)  # the LF after it is implied: see _dispatch
-            self._data_size = size
-            name, effect = "data", _DATA_APPENDED
-        elif raw_name == b"event":
-            self._type = value
-            name, effect = "event", _TYPE_SET
-        elif raw_name == b"id":
-            # "If the field value does not contain U+0000 NULL, then set the last event
-            # ID buffer to the field value. Otherwise, ignore the field."
-            name = "id"
-            if b"\x00" in raw_value:
-                effect = _ID_NUL
-            else:
-                self._id_buffer = value
-                effect = _ID_SET if value else _ID_RESET
-        elif raw_name == b"retry":
-            # "If the field value consists of only ASCII digits, then interpret the field
-            # value as an integer in base ten" and set the reconnection time to it.
-            name = "retry"
-            if not raw_value:
-                effect = _RETRY_EMPTY
-            elif not raw_value.isdigit():  # bytes.isdigit() knows only ASCII digits
-                effect = _RETRY_BAD
-            else:
-                self._retry = int(raw_value)
-                effect = f"reconnection time set to {self._retry} ms"
-        else:
-            name, effect = raw_name.decode("utf-8", "replace"), _UNKNOWN
-        out.append(
-            _make_field(
-                start,
-                end,
-                name,
-                value,
-                effect,
-                start + name_end,
-                start + value_start,
-                start + len(line),
-            )
-        )
-
-    def _dispatch(self, start: int, end: int, out: list[Segment]) -> None:
-        """A blank line: dispatch the event (§9.2.6, the steps for web browsers)."""
-        last_id = self._last_event_id = self._id_buffer  # step a
-        parts = self._data
-        if not parts:  # step b
-            self._type = ""
-            out.append(_make_dispatch(start, end, None, last_id))
-            return
-        # The buffer is every value followed by an LF; step c removes the last LF.
-        data = parts[0] if len(parts) == 1 else "\n".join(parts)
-        event = _make_event(self._type or "message", data, last_id)  # step d
-        self._data = []  # step e
-        self._data_size = 0
-        self._type = ""
-        out.append(_make_dispatch(start, end, event, last_id))
-
-    def _data_too_long(self, value_start: int, raw_value: bytes) -> NoReturn:
-        """Refuse a data line that does not fit in the data buffer, at its first byte past
-        the limit (at its line ending, if only the LF it appends does not fit)."""
-        room = self._max_data - self._data_size
-        raise SSEError(
-            f"event data longer than {self._max_data} bytes (MAX_DATA_SIZE)",
-            value_start + min(room, len(raw_value)),
-        )
 
 
 def parse(stream: bytes) -> list[Event]:

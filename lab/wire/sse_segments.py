@@ -12,9 +12,8 @@ with.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from lab.wire.errors import ProtocolError
 from lab.wire.segment import Segment
@@ -159,46 +158,49 @@ _FIELD_NAMES: Final = frozenset({"data", "event", "id", "retry"})
 
 
 # --------------------------------------------------------------------------------------
-# Fast constructors for the hot path. A frozen dataclass's __init__ sets every field through
-# object.__setattr__ (to get past its own frozen __setattr__), which costs about twice as
-# much as writing the slots directly. These three build the very same objects (the tests
-# compare what the decoder returns with objects made by __init__) for what comes once per
-# line or per event; the rare ones (BOM, Comment, Incomplete) use the ordinary constructors.
-
-_new = object.__new__
-
-
-def _setter(cls: type, name: str) -> Callable[[object, object], None]:
-    """The setter of slot ``name``, which the frozen __setattr__ does not guard."""
-    descriptor = vars(cls)[name]
-    setter: Callable[[object, object], None] = descriptor.__set__
-    return setter
+# Fast construction for the hot path. A frozen dataclass's __init__ sets every field with
+# object.__setattr__ (its own __setattr__ refuses), several times what storing a slot
+# costs. Each builder below is a subclass of Event, Field or Dispatch that adds no slots
+# and takes back object's own __setattr__, __delattr__ and __init__, so it is made empty
+# and an attribute store on it is a plain slot store. The decoder makes a builder, fills
+# it in, then sets its ``__class__`` to the real class, which Python allows because the
+# two have the same layout: from then on it is an ordinary frozen instance, the very
+# object __init__ would have made (the tests compare the two).
 
 
-_set_start, _set_end = _setter(Segment, "start"), _setter(Segment, "end")
-_set_type, _set_data = _setter(Event, "type"), _setter(Event, "data")
-_set_event_id = _setter(Event, "last_event_id")
-_set_event, _set_dispatch_id = _setter(Dispatch, "event"), _setter(Dispatch, "last_event_id")
-_set_name, _set_value = _setter(Field, "name"), _setter(Field, "value")
-_set_effect, _set_name_end = _setter(Field, "effect"), _setter(Field, "name_end")
-_set_value_start, _set_value_end = _setter(Field, "value_start"), _setter(Field, "value_end")
+def _twin(cls: type) -> Any:
+    """A mutable subclass of ``cls`` with ``cls``'s layout, for building its instances."""
+    namespace = {
+        "__slots__": (),
+        "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
+        "__init__": object.__init__,
+    }
+    return type(f"_{cls.__name__}Builder", (cls,), namespace)
+
+
+_EventBuilder: Final = _twin(Event)
+_FieldBuilder: Final = _twin(Field)
+_DispatchBuilder: Final = _twin(Dispatch)
 
 
 def _make_event(type_: str, data: str, last_event_id: str) -> Event:
-    event: Event = _new(Event)
-    _set_type(event, type_)
-    _set_data(event, data)
-    _set_event_id(event, last_event_id)
-    return event
+    event = _EventBuilder()
+    event.type = type_
+    event.data = data
+    event.last_event_id = last_event_id
+    event.__class__ = Event
+    return event  # type: ignore[no-any-return]
 
 
 def _make_dispatch(start: int, end: int, event: Event | None, last_event_id: str) -> Dispatch:
-    seg: Dispatch = _new(Dispatch)
-    _set_start(seg, start)
-    _set_end(seg, end)
-    _set_event(seg, event)
-    _set_dispatch_id(seg, last_event_id)
-    return seg
+    seg = _DispatchBuilder()
+    seg.start = start
+    seg.end = end
+    seg.event = event
+    seg.last_event_id = last_event_id
+    seg.__class__ = Dispatch
+    return seg  # type: ignore[no-any-return]
 
 
 def _make_field(  # noqa: PLR0917 - Field's own fields, in Field's order
@@ -211,13 +213,14 @@ def _make_field(  # noqa: PLR0917 - Field's own fields, in Field's order
     value_start: int,
     value_end: int,
 ) -> Field:
-    seg: Field = _new(Field)
-    _set_start(seg, start)
-    _set_end(seg, end)
-    _set_name(seg, name)
-    _set_value(seg, value)
-    _set_effect(seg, effect)
-    _set_name_end(seg, name_end)
-    _set_value_start(seg, value_start)
-    _set_value_end(seg, value_end)
-    return seg
+    seg = _FieldBuilder()
+    seg.start = start
+    seg.end = end
+    seg.name = name
+    seg.value = value
+    seg.effect = effect
+    seg.name_end = name_end
+    seg.value_start = value_start
+    seg.value_end = value_end
+    seg.__class__ = Field
+    return seg  # type: ignore[no-any-return]
