@@ -14,6 +14,7 @@ import pytest
 
 from lab.capture.fileformat import load
 from lab.scenarios import SCENARIOS
+from lab.server.limits import Limits
 
 # Bound on any one CLI run.
 CLI_TIMEOUT = 120
@@ -206,6 +207,17 @@ def test_bench_idle_measures_memory_per_stream() -> None:
     assert steps[10] == "[11/12] bench idle sse open idle SSE streams 46-50 of 50"
     assert steps[11] == "[12/12] bench idle sse a live stream beside 50 idle SSE streams"
     assert len(steps) == 12
+
+
+def test_bench_idle_opens_more_h2c_connections_than_one_address_may_flood_with() -> None:
+    # 1,200 connections send 2,400 control frames from 127.0.0.1 as they open: more than
+    # the server's default per-address budget allows in a second.
+    count = 1200
+    assert 2 * count > Limits().h2_control_frames_per_address_per_second
+    out = lab("bench", "idle", "--kind", "h2c", "--count", str(count))
+    assert out.returncode == 0, out.stderr
+    assert re.search(rf"idle HTTP/2 connections open\s+{count:,}\b", out.stdout)
+    assert re.search(r"RSS per idle one\s+-?[\d.]+ KiB", out.stdout)
 
 
 def test_bench_sse_reports_both_parsers() -> None:
