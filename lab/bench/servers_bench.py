@@ -72,6 +72,11 @@ STREAMS: Final = 10
 H2_LOAD: Final = 100
 # The servers measured over h2c (lab.bench.frameworks_h2.H2C_PEERS and the lab).
 H2C_SERVERS: Final = (LAB, *H2C_PEERS)
+# After the idle streams close, the server tears them down; the CPU it spends on that is
+# not the bursts'. The bursts wait until a SETTLE_QUIET passes with no CPU tick (at most
+# SETTLE_TIMEOUT).
+SETTLE_QUIET: Final = 0.2
+SETTLE_TIMEOUT: Final = 10.0
 # Bounds on one socket operation and on one whole measured stream.
 SOCKET_TIMEOUT: Final = 30.0
 STREAM_TIMEOUT: Final = 120.0
@@ -179,6 +184,18 @@ def _idle(name: str, port: int, pid: int, count: int) -> float:
     return (after - before) / count
 
 
+def _settle(pid: int) -> None:
+    """Wait (at most SETTLE_TIMEOUT) until process ``pid`` used no CPU for SETTLE_QUIET."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    last = _cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE_QUIET)
+        now = _cpu_seconds(pid)
+        if now == last:
+            return
+        last = now
+
+
 def _h2load(port: int, n: int, args: list[str], requests: int, server: str) -> float:
     """Seconds h2load took for ``requests`` requests of /tokens?n=``n`` (``args``: its
     connection and stream counts); checks every request succeeded with the whole body."""
@@ -208,6 +225,7 @@ def _measure(name: str, n: int, count: int) -> Measure:
         # Memory first, while the process is fresh: after a burst, freed memory that the
         # allocator keeps would hide what new streams cost.
         per_stream = _idle(name, port, pid, count)
+        _settle(pid)  # closing the idle streams is not the bursts' CPU
         cpu_before = _cpu_seconds(pid)
         elapsed = 0.0
         for _ in range(STREAMS):
