@@ -11,7 +11,7 @@ import json
 from typing import Final
 
 from lab.apps.interface import HTTPError, Request, ResponseStream
-from lab.apps.pacing import pace
+from lab.apps.pacing import Schedule
 from lab.apps.params import (
     DEFAULT_INTERVAL_MS,
     DEFAULT_N,
@@ -78,19 +78,14 @@ async def fixed(request: Request, response: ResponseStream) -> None:
     await response.end()
 
 
-async def _pace(i: int, interval: float) -> None:
-    # Wait between tokens, not before the first: the first byte goes out at once.
-    if i and interval:
-        await pace(interval)
-
-
 async def tokens(request: Request, response: ResponseStream) -> None:
     """text/plain, one token per send, then a last send of ``\\n[DONE]\\n``."""
     n, interval = _stream_knobs(request)
     prompt = request.query.get("prompt", DEFAULT_PROMPT)[:MAX_PROMPT_CHARS]
     await response.start(200, [("content-type", TEXT), ("cache-control", "no-store")])
-    for i, token in enumerate(tokens_for(prompt, n)):
-        await _pace(i, interval)
+    schedule = Schedule(interval)  # the first token at once, then on the grid
+    for token in tokens_for(prompt, n):
+        await schedule.tick()
         await response.send(token.encode("utf-8"))
     await response.send(f"\n{DONE}\n".encode())
     await response.end()
@@ -112,8 +107,9 @@ async def trailers(request: Request, response: ResponseStream) -> None:
     )
     digest = hashlib.sha256()
     count = 0
-    for i, token in enumerate(tokens_for(prompt, n)):
-        await _pace(i, interval)
+    schedule = Schedule(interval)  # the first token at once, then on the grid
+    for token in tokens_for(prompt, n):
+        await schedule.tick()
         data = token.encode("utf-8")
         digest.update(data)
         count += 1
@@ -204,16 +200,18 @@ async def chat(request: Request, response: ResponseStream) -> None:
     if media == JSON:
         body = json.dumps({"prompt": prompt, "reply": "".join(words), "tokens": words})
         data = body.encode("utf-8") + b"\n"
-        for i in range(len(words)):  # the reply is only whole once every token exists
-            await _pace(i, interval)
+        schedule = Schedule(interval)  # the first token at once, then on the grid
+        for _ in words:  # the reply is only whole once every token exists
+            await schedule.tick()
         await response.start(200, [("content-type", JSON), ("content-length", str(len(data)))])
         await response.send(data)
         await response.end()
         return
     content_type = TEXT if media == "text/plain" else NDJSON
     await response.start(200, [("content-type", content_type), ("cache-control", "no-store")])
+    schedule = Schedule(interval)  # the first token at once, then on the grid
     for i, token in enumerate(words):
-        await _pace(i, interval)
+        await schedule.tick()
         if media == NDJSON:
             line = json.dumps({"index": i, "token": token}) + "\n"
             await response.send(line.encode("utf-8"))

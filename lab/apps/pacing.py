@@ -11,6 +11,12 @@ the timer's own wake-ups are at most one per tick however many streams there are
 
 A pacing sleep is a checkpoint like ``trio.sleep``: cancelling a sleeper wakes it at once
 with ``trio.Cancelled`` (its entry is left in the heap, marked, and dropped when due).
+
+:class:`Schedule` paces a stream on a fixed grid: its ``k``-th tick is ``k`` intervals
+after the first, however long the work between ticks took, so neither that work nor the
+timer's rounding adds up over a long stream. A tick that comes late (the stream's task
+did not get the CPU in time) is not made up by sending the next ones early: the grid
+moves on from the late one.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
-__all__ = ["TICK", "pace"]
+__all__ = ["TICK", "Schedule", "pace"]
 
 # The timer's resolution: how much later than asked a paced token may go out, at most. A
 # millisecond is below what the lab measures token lateness in, and caps the timer at a
@@ -75,9 +81,9 @@ class _Timer:
                     reschedule(sleeper.task)
                     sleeper.task = None
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep_until(self, deadline: float) -> None:
         await checkpoint_if_cancelled()
-        deadline = math.ceil((trio.current_time() + seconds) / TICK) * TICK
+        deadline = math.ceil(deadline / TICK) * TICK
         sleeper = _Sleeper(current_task())
         heapq.heappush(self._heap, (deadline, next(self._order), sleeper))
         if deadline < self._waiting_until:
@@ -93,15 +99,42 @@ class _Timer:
 _TIMER: RunVar[_Timer] = RunVar("lab.apps.pacing timer")
 
 
+def _timer() -> _Timer:
+    try:
+        return _TIMER.get()
+    except LookupError:
+        timer = _Timer()
+        _TIMER.set(timer)
+        spawn_system_task(timer.run, name="lab.apps.pacing timer")
+        return timer
+
+
 async def pace(seconds: float) -> None:
     """Sleep ``seconds`` (at most TICK more) on the run's shared timer; 0 is a checkpoint."""
     if seconds <= 0:
         await checkpoint()
         return
-    try:
-        timer = _TIMER.get()
-    except LookupError:
-        timer = _Timer()
-        _TIMER.set(timer)
-        spawn_system_task(timer.run, name="lab.apps.pacing timer")
-    await timer.sleep(seconds)
+    await _timer().sleep_until(trio.current_time() + seconds)
+
+
+class Schedule:
+    """Ticks ``interval`` seconds apart on a grid that starts at the first :meth:`tick`."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next: float | None = None  # when the last tick was due
+
+    def start(self) -> None:
+        """Start the grid now: the first :meth:`tick` is one interval from now."""
+        self._next = trio.current_time()
+
+    async def tick(self) -> None:
+        """Return at the next tick: at once the first time (and always, for an interval
+        of 0, without a checkpoint), then one interval after the previous tick was due,
+        or at once when that time has passed."""
+        now = trio.current_time()
+        if self._next is None or not self.interval:
+            self._next = now
+            return
+        self._next = max(self._next + self.interval, now)
+        await _timer().sleep_until(self._next)

@@ -49,7 +49,7 @@ from typing import Final
 import trio
 
 from lab.apps.interface import AbortResponse, HTTPError, Request, ResponseStream
-from lab.apps.pacing import pace
+from lab.apps.pacing import Schedule
 from lab.apps.params import DEFAULT_INTERVAL_MS, MAX_INTERVAL_MS, MAX_N, int_param
 from lab.apps.tokens import DONE, token_at, tokens_for
 from lab.wire.sse import encode_comment, encode_event
@@ -304,9 +304,11 @@ async def events(request: Request, response: ResponseStream) -> None:
             await channel.put(data)
             next_id = event_id + 1
             sent += 1
+        schedule = Schedule(interval)
+        if sent:
+            schedule.start()  # after a replay, the next new event one interval later
         while next_id <= end_id:
-            if sent and interval:
-                await pace(interval)
+            await schedule.tick()
             data = encode_event(_stream_event(stream, next_id, multiline), id=str(next_id))
             EVENT_LOG.record(stream, next_id, data)
             await channel.put(data)
@@ -330,9 +332,9 @@ async def progress(request: Request, response: ResponseStream) -> None:
         request, "heartbeat_ms", DEFAULT_HEARTBEAT_MS, MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS
     )
     async with open_event_channel(response, heartbeat_ms=heartbeat_ms) as channel:
+        schedule = Schedule(interval)
         for step in range(1, n + 1):
-            if step > 1 and interval:
-                await pace(interval)
+            await schedule.tick()
             if step == fail_at:
                 error = {"step": step, "message": f"step {step} failed (fail_at={fail_at})"}
                 await channel.put(encode_event(json.dumps(error), event="error"))
@@ -347,8 +349,8 @@ async def progress(request: Request, response: ResponseStream) -> None:
 async def chat_sse(response: ResponseStream, words: list[str], interval: float) -> None:
     """POST /chat as SSE: ``data: {"token": ...}`` per token, then ``data: [DONE]``."""
     async with open_event_channel(response) as channel:
+        schedule = Schedule(interval)
         for i, token in enumerate(words):
-            if i and interval:
-                await pace(interval)
+            await schedule.tick()
             await channel.put(encode_event(json.dumps({"index": i, "token": token})))
         await channel.put(encode_event(DONE))

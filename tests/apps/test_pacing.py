@@ -7,7 +7,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from lab.apps.pacing import TICK, pace
+from lab.apps.pacing import TICK, Schedule, pace
 
 
 def _run(fn: object) -> object:
@@ -81,3 +81,48 @@ def test_zero_is_a_checkpoint() -> None:
         return scope.cancelled_caught
 
     assert _run(main)
+
+
+def test_a_schedule_ticks_on_its_grid_whatever_the_work_between_ticks() -> None:
+    async def main() -> list[float]:
+        schedule = Schedule(0.04)
+        start = trio.current_time()
+        ticks = []
+        for work in (0.0, 0.013, 0.039, 0.0007, 0.02, 0.031):
+            await schedule.tick()
+            ticks.append(trio.current_time() - start)
+            await trio.sleep(work)  # the time a token takes to make and send
+        return ticks
+
+    ticks = _run(main)
+    for k, at in enumerate(ticks):  # type: ignore[arg-type]
+        assert k * 0.04 <= at <= k * 0.04 + TICK + 1e-9  # no drift: the k-th on the grid
+
+
+def test_a_late_tick_moves_the_grid_on_instead_of_hurrying_the_next() -> None:
+    async def main() -> list[float]:
+        schedule = Schedule(0.04)
+        start = trio.current_time()
+        ticks = []
+        for work in (0.1, 0.0, 0.0, 0.0):
+            await schedule.tick()
+            ticks.append(trio.current_time() - start)
+            await trio.sleep(work)
+        return ticks
+
+    first, late, after, last = _run(main)  # type: ignore[misc]
+    assert first == 0
+    assert 0.1 <= late <= 0.1 + TICK + 1e-9  # due at 0.04, but the work took until 0.1
+    assert 0.14 <= after <= 0.14 + TICK + 1e-9  # one interval after the late one
+    assert 0.18 <= last <= 0.18 + TICK + 1e-9
+
+
+def test_a_started_schedule_waits_an_interval_before_its_first_tick() -> None:
+    async def main() -> float:
+        schedule = Schedule(0.5)
+        schedule.start()
+        start = trio.current_time()
+        await schedule.tick()
+        return trio.current_time() - start
+
+    assert 0.5 <= _run(main) <= 0.5 + TICK + 1e-9  # type: ignore[operator]
