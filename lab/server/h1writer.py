@@ -1,13 +1,14 @@
-"""The HTTP/1.1 response writer: what a handler sends is queued, and one task writes it.
+"""The HTTP/1.1 response writer: a paced send is written at once; a burst is queued, and
+one task writes what piled up.
 
-A handler's ``send`` appends its framed bytes to the response's buffer and returns; the
-writer task, started with the response's first body chunk, takes everything buffered and
-hands it to the socket in one ``send_all``. While the socket keeps up, that is one write
-per chunk, as soon as the handler next waits (a paced token stream goes out token by
-token). When the handler produces faster than the socket takes, the chunks that piled up
-go out together, each still its own chunk on the wire (RFC 9112 §7.1): the framing is
-never merged, only the system calls, and the handler no longer pays a trip through the
-scheduler for every chunk.
+A handler's ``send`` is written at once, in the handler's task, unless it is part of a
+burst (``BURST_SENDS`` sends in a row, each within ``BURST_GAP`` of the one before): a
+paced token stream goes out token by token with no other task involved. In a burst, the
+framed bytes go into the response's buffer and ``send`` returns; a writer task, started
+then, takes everything buffered and hands it to the socket in one ``send_all``. The
+chunks that piled up go out together, each still its own chunk on the wire (RFC 9112
+§7.1): the framing is never merged, only the system calls, and the handler no longer pays
+a trip through the scheduler for every chunk.
 
 Bounds: at most ``Limits.send_buffer_size`` bytes wait in the buffer (one more ``send``
 waits until the writer has taken them, so a response holds at most twice that); a
@@ -36,7 +37,7 @@ from typing import Final
 
 import trio
 
-__all__ = ["CHECK_AFTER", "YIELD_EVERY", "ResponseWriter"]
+__all__ = ["BURST_GAP", "BURST_SENDS", "CHECK_AFTER", "YIELD_EVERY", "ResponseWriter"]
 
 log = logging.getLogger("lab.server")
 
@@ -45,6 +46,13 @@ log = logging.getLogger("lab.server")
 # A second: a stream that pauses longer than that holds no writer task meanwhile, and
 # one that streams on starts a writer once a second, not once per token.
 CHECK_AFTER: Final = 1.0
+# Sends that follow each other within BURST_GAP, BURST_SENDS of them in a row, are a
+# burst: from there the writer task batches them. Any other send is written at once in
+# the handler's own task (the handler waited since its last send, so the socket is not
+# behind): a paced stream needs no writer task, nor does a stream that sends its head and
+# a first event or two and then waits, as an idle SSE stream does.
+BURST_GAP: Final = 0.001
+BURST_SENDS: Final = 8
 # Sends a handler may make without waiting before its send lets other tasks run: a
 # burst of tokens costs one trip through the scheduler per this many, not one per token.
 YIELD_EVERY: Final = 64
@@ -75,6 +83,8 @@ class ResponseWriter:
         self._armed = False
         self._write_started: float | None = None
         self._retire = False  # the writer task is to end once the buffer is empty
+        self._last_send = -math.inf  # when send() was last called
+        self._quick = 0  # sends in a row, each within BURST_GAP of the one before
 
     @property
     def pending(self) -> int:
@@ -94,6 +104,18 @@ class ResponseWriter:
         buffer is full (or every YIELD_EVERY sends, to let other tasks run)."""
         if self.failed is not None:
             raise trio.BrokenResourceError(self.failed)
+        if not self._started:  # (with a writer task running, all goes through it)
+            now = trio.current_time()
+            self._quick = self._quick + 1 if now - self._last_send < BURST_GAP else 0
+            self._last_send = now
+            if self._quick < BURST_SENDS and not self._parts:
+                # Not a burst, and nothing else is being written: write this in the
+                # handler's task, at once (a paced stream needs no writer task).
+                self.queue(*parts)
+                await self._write(self._take())
+                if self.failed is not None:
+                    raise trio.BrokenResourceError(self.failed)
+                return
         self.queue(*parts)
         if not self._started:
             self._started = True
@@ -178,6 +200,7 @@ class ResponseWriter:
                 self._room.unpark_all()  # flush() waiters: all written
                 if self._retire:
                     self._started = self._retire = False
+                    self._quick = 0  # the next send is written at once again
                     return
                 await self._lot.park()
                 continue

@@ -157,7 +157,9 @@ class _H1Response:
             return
         self.ended = True
         fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in trailers]
-        self.writer.queue(self._owner.h11.send(h11.EndOfMessage(headers=fields)) or b"")
+        last = self._owner.h11.send(h11.EndOfMessage(headers=fields))
+        if last:  # the last chunk and trailers (a Content-Length body ends with nothing)
+            self.writer.queue(last)
         await self.flush()
 
     async def flush(self) -> None:

@@ -17,7 +17,7 @@ from lab.apps.tokens import DONE, tokens_for
 from lab.capture import load
 from lab.capture.records import SEND
 from lab.server import Limits
-from lab.server.h1writer import CHECK_AFTER, YIELD_EVERY, ResponseWriter
+from lab.server.h1writer import BURST_SENDS, CHECK_AFTER, YIELD_EVERY, ResponseWriter
 from lab.wire.chunked import ChunkedDecoder
 from lab.wire.chunked_segments import ChunkData
 from tests.server.helpers import WAIT, H11Client, lab_server, run
@@ -48,6 +48,12 @@ class _Recording(trio.abc.SendStream):
         await trio.lowlevel.checkpoint()
 
 
+async def _into_a_burst(writer: ResponseWriter, nursery: trio.Nursery) -> None:
+    """BURST_SENDS sends in a row, each written at once; the next one is a burst's."""
+    for _ in range(BURST_SENDS):
+        await writer.send(nursery, b"h")
+
+
 def test_a_burst_is_written_in_few_writes_in_order() -> None:
     async def main() -> list[bytes]:
         stream = _Recording()
@@ -61,17 +67,19 @@ def test_a_burst_is_written_in_few_writes_in_order() -> None:
 
     writes = run(main)
     assert b"".join(writes) == b"".join(b"%d," % i for i in range(1000))
-    # One write per YIELD_EVERY sends at most: the handler let the writer run that often.
-    assert len(writes) <= 1000 // YIELD_EVERY + 1
+    # The first sends went out at once; the burst after them in one write per YIELD_EVERY
+    # sends at most (the handler let the writer run that often), and the flush.
+    assert len(writes) <= BURST_SENDS + 1000 // YIELD_EVERY + 2
 
 
 def test_the_buffer_is_bounded_while_the_socket_does_not_take_it() -> None:
     async def main() -> tuple[int, int]:
         stream = _Recording()
-        stream.gate = trio.Event()
         writer = ResponseWriter(stream, limit=1000, send_timeout=60)
         most = sent = 0
         async with trio.open_nursery() as nursery:
+            await _into_a_burst(writer, nursery)
+            stream.gate = trio.Event()  # from now on the socket takes nothing
 
             async def produce() -> None:
                 nonlocal most, sent
@@ -95,7 +103,6 @@ def test_the_buffer_is_bounded_while_the_socket_does_not_take_it() -> None:
 def test_a_handler_that_never_waits_still_lets_others_run() -> None:
     async def main() -> int:
         stream = _Recording()
-        stream.gate = trio.Event()  # nothing is written: only the yields let others run
         writer = ResponseWriter(stream, limit=1 << 30, send_timeout=60)
         ticks = 0
 
@@ -106,6 +113,8 @@ def test_a_handler_that_never_waits_still_lets_others_run() -> None:
                 await trio.lowlevel.checkpoint()
 
         async with trio.open_nursery() as nursery:
+            await _into_a_burst(writer, nursery)
+            stream.gate = trio.Event()  # nothing more is written: only yields let others run
             nursery.start_soon(other)
             await trio.lowlevel.checkpoint()
             before = ticks
@@ -129,9 +138,8 @@ def test_a_write_with_no_progress_for_the_send_timeout_ends_the_response() -> No
         with trio.CancelScope() as response:
             writer.cancel = response
             async with trio.open_nursery() as nursery:
-                await writer.send(nursery, b"head")
                 try:
-                    await writer.flush()
+                    await writer.send(nursery, b"head")  # written at once, and hangs
                 except trio.BrokenResourceError as exc:
                     error = str(exc)
         assert trio.current_time() >= 7
@@ -140,25 +148,36 @@ def test_a_write_with_no_progress_for_the_send_timeout_ends_the_response() -> No
     failed, cancelled, error = run(main, autojump=True)
     assert failed == "client too slow"
     assert cancelled
-    assert error in ("", "client too slow")  # the flush saw it, or was cancelled first
+    assert error == "client too slow"
 
 
 def test_a_broken_socket_stops_the_sender() -> None:
-    async def main() -> str:
-        stream = _Recording()
-        stream.broken = True
-        writer = ResponseWriter(stream, limit=1 << 20, send_timeout=5)
-        async with trio.open_nursery() as nursery:
-            await writer.send(nursery, b"x")
-            await trio.sleep(0.01)
-            try:
-                await writer.send(nursery, b"y")
-            except trio.BrokenResourceError as exc:
+    async def main() -> list[str]:
+        errors = []
+        for paced in (True, False):
+            stream = _Recording()
+            writer = ResponseWriter(stream, limit=1 << 20, send_timeout=5)
+            async with trio.open_nursery() as nursery:
+                await writer.send(nursery, b"a")
+                stream.broken = True
+                if paced:  # written at once, in the sender's task
+                    await trio.sleep(0.01)
+                    with pytest.raises(trio.BrokenResourceError) as first:
+                        await writer.send(nursery, b"b")
+                    errors.append(str(first.value))
+                else:  # a burst: the writer task finds the socket broken
+                    stream.broken = False
+                    await _into_a_burst(writer, nursery)
+                    stream.broken = True
+                    await writer.send(nursery, b"b")
+                    await trio.sleep(0.01)
+                with pytest.raises(trio.BrokenResourceError) as later:
+                    await writer.send(nursery, b"c")
+                errors.append(str(later.value))
                 nursery.cancel_scope.cancel()
-                return str(exc)
-        raise AssertionError("the send after the failed write went through")
+        return errors
 
-    assert run(main) == "client gone"
+    assert run(main) == ["client gone"] * 3
 
 
 def _server_writes(tmp_path: Path, target: str) -> tuple[bytes, list[bytes]]:
@@ -195,13 +214,13 @@ def test_a_paced_stream_is_written_chunk_by_chunk(tmp_path: Path) -> None:
     body, writes = _server_writes(tmp_path, "/tokens?n=5&interval_ms=30&prompt=p")
     tokens = [t.encode() for t in tokens_for("p", 5)]
     assert _chunks(body)[:5] == tokens
-    # The head and the first token went out together; every later token in a write of its
-    # own as it came, the last one with the end of the body.
+    # The head went out at once; every token in a write of its own as it came, the last one
+    # (maybe) with the end of the body, which followed it at once.
     assert writes[0].startswith(b"HTTP/1.1 200 ")
-    assert _chunks(writes[0].partition(b"\r\n\r\n")[2]) == tokens[:1]
-    assert [_chunks(w) for w in writes[1:4]] == [[t] for t in tokens[1:4]]
-    assert _chunks(writes[4])[0] == tokens[4]
-    assert writes[4].endswith(b"0\r\n\r\n")
+    assert writes[0].endswith(b"\r\n\r\n")  # the head alone
+    assert [_chunks(w) for w in writes[1:6]] == [[t] for t in tokens]
+    assert writes[-1].endswith(b"0\r\n\r\n")
+    assert len(writes) <= 8  # and the [DONE] chunk and the last chunk
 
 
 def test_a_watched_writer_asks_for_one_check_and_fails_only_after_the_whole_timeout() -> None:
@@ -215,8 +234,8 @@ def test_a_watched_writer_asks_for_one_check_and_fails_only_after_the_whole_time
         with trio.CancelScope() as response:
             writer.cancel = response
             async with trio.open_nursery() as nursery:
-                await writer.send(nursery, b"a")
-                await trio.sleep(4)  # the write started at once and hangs
+                nursery.start_soon(writer.send, nursery, b"a")  # written at once; hangs
+                await trio.sleep(4)
                 assert asked == [start + CHECK_AFTER]
                 assert writer.next_check(trio.current_time()) == start + 10
                 assert writer.failed is None
@@ -277,22 +296,31 @@ def test_a_client_that_stops_reading_a_stream_is_cut_after_the_send_timeout(
     assert elapsed >= timeout
 
 
-def test_a_quiet_writer_retires_its_task_and_the_next_send_starts_another() -> None:
+def test_a_quiet_writer_retires_its_task_and_a_later_burst_starts_another() -> None:
     async def main() -> None:
         stream = _Recording()
         writer = ResponseWriter(stream, limit=1 << 20, send_timeout=10)
         writer.arm = lambda deadline: None
         async with trio.open_nursery() as nursery:
-            await writer.send(nursery, b"a")
+            await writer.send(nursery, b"a")  # written at once
+            assert not nursery.child_tasks
+            await trio.sleep(1)
+            await _into_a_burst(writer, nursery)
+            await writer.send(nursery, b"b")  # in a burst: for a writer task
             await trio.sleep(1)
             assert len(nursery.child_tasks) == 1  # the writer, waiting for more
             writer.next_check(trio.current_time())  # nothing being written: quiet
             await trio.sleep(1)
             assert not nursery.child_tasks
-            await writer.send(nursery, b"b")
+            await writer.send(nursery, b"c")  # after a wait: written at once
+            assert not nursery.child_tasks
+            await trio.sleep(1)
+            await _into_a_burst(writer, nursery)
+            await writer.send(nursery, b"d")
             await writer.flush()
             assert len(nursery.child_tasks) == 1
             nursery.cancel_scope.cancel()
-        assert stream.writes == [b"a", b"b"]
+        burst = [b"h"] * BURST_SENDS
+        assert stream.writes == [b"a", *burst, b"b", b"c", *burst, b"d"]
 
     run(main, autojump=True)
