@@ -1,13 +1,14 @@
 """The pace of the lab's token streams: one timer task for every stream of a server.
 
-``await pace(seconds)`` is ``trio.sleep(seconds)`` for the endpoints that stream tokens
-and events at an interval. ``trio.sleep`` wakes each sleeper by cancelling its own timeout
-scope, which raises and catches an exception every time: ~20 µs a token with 2,000 paced
-streams. Here the sleepers wait in one heap, and one task per trio run (a system task,
-started on first use) sleeps until the earliest deadline and reschedules every sleeper due
-by then. Deadlines are rounded up to ``TICK``, so that sleepers due within the same tick
-wake together: each token is at most ``TICK`` later than ``trio.sleep`` would make it, and
-the timer's own wake-ups are at most one per tick however many streams there are.
+``await sleep_until(deadline)`` is ``trio.sleep_until(deadline)`` for the endpoints that
+stream tokens and events at an interval (through :class:`Schedule`). ``trio.sleep`` wakes
+each sleeper by cancelling its own timeout scope, which raises and catches an exception
+every time: ~20 µs a token with 2,000 paced streams. Here the sleepers wait in one heap,
+and one task per trio run (a system task, started on first use) sleeps until the earliest
+deadline and reschedules every sleeper due by then. Deadlines are rounded up to ``TICK``,
+so that sleepers due within the same tick wake together: each token is at most ``TICK``
+later than ``trio.sleep`` would make it, and the timer's own wake-ups are at most one per
+tick however many streams there are.
 
 A pacing sleep is a checkpoint like ``trio.sleep``: cancelling a sleeper wakes it at once
 with ``trio.Cancelled`` (its entry is left in the heap, marked, and dropped when due).
@@ -32,7 +33,6 @@ from trio.lowlevel import (
     ParkingLot,
     RunVar,
     Task,
-    checkpoint,
     checkpoint_if_cancelled,
     current_task,
     reschedule,
@@ -40,7 +40,7 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
-__all__ = ["TICK", "Schedule", "pace"]
+__all__ = ["TICK", "Schedule", "sleep_until"]
 
 # The timer's resolution: how much later than asked a paced token may go out, at most. A
 # millisecond is below what the lab measures token lateness in, and caps the timer at a
@@ -109,12 +109,10 @@ def _timer() -> _Timer:
         return timer
 
 
-async def pace(seconds: float) -> None:
-    """Sleep ``seconds`` (at most TICK more) on the run's shared timer; 0 is a checkpoint."""
-    if seconds <= 0:
-        await checkpoint()
-        return
-    await _timer().sleep_until(trio.current_time() + seconds)
+async def sleep_until(deadline: float) -> None:
+    """Sleep until ``deadline`` (at most TICK after it) on the run's shared timer; a
+    checkpoint, like ``trio.sleep_until``."""
+    await _timer().sleep_until(deadline)
 
 
 class Schedule:
@@ -137,4 +135,4 @@ class Schedule:
             self._next = now
             return
         self._next = max(self._next + self.interval, now)
-        await _timer().sleep_until(self._next)
+        await sleep_until(self._next)

@@ -24,7 +24,7 @@ later.
 When the deadline comes, :meth:`next_check` says whether the write under way is overdue
 (the connection is too slow), when to look again, or that nothing is being written (then
 the next write asks again). A timeout scope around every write cost more than the write.
-A check that finds nothing being written also retires the writer task (the next send
+A check that finds nothing being written also retires the writer task (the next burst
 starts another), so a stream that has gone quiet holds no task for its writer.
 """
 
@@ -37,7 +37,9 @@ from typing import Final
 
 import trio
 
-__all__ = ["BURST_GAP", "BURST_SENDS", "CHECK_AFTER", "YIELD_EVERY", "ResponseWriter"]
+from lab.server.limits import YIELD_EVERY
+
+__all__ = ["BURST_GAP", "BURST_SENDS", "CHECK_AFTER", "ResponseWriter"]
 
 log = logging.getLogger("lab.server")
 
@@ -53,9 +55,6 @@ CHECK_AFTER: Final = 1.0
 # a first event or two and then waits, as an idle SSE stream does.
 BURST_GAP: Final = 0.001
 BURST_SENDS: Final = 8
-# Sends a handler may make without waiting before its send lets other tasks run: a
-# burst of tokens costs one trip through the scheduler per this many, not one per token.
-YIELD_EVERY: Final = 64
 
 
 class ResponseWriter:
@@ -112,9 +111,7 @@ class ResponseWriter:
                 # Not a burst, and nothing else is being written: write this in the
                 # handler's task, at once (a paced stream needs no writer task).
                 self.queue(*parts)
-                await self._write(self._take())
-                if self.failed is not None:
-                    raise trio.BrokenResourceError(self.failed)
+                await self.flush()
                 return
         self.queue(*parts)
         if not self._started:
@@ -132,8 +129,7 @@ class ResponseWriter:
         here when no writer task was started."""
         if not self._started:
             if self._parts:
-                data = self._take()
-                await self._write(data)
+                await self._write(self._take())
             else:
                 await trio.lowlevel.checkpoint()
         else:
@@ -175,7 +171,7 @@ class ResponseWriter:
         if self._write_started is None or self.failed is not None:
             self._armed = False
             if not self._parts and not self._writing and self._lot:
-                self._retire = True  # quiet: the writer task ends; send() starts another
+                self._retire = True  # quiet: the writer task ends; a burst starts another
                 self._lot.unpark()
             return math.inf
         due = self._write_started + self._send_timeout

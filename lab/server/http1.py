@@ -81,10 +81,9 @@ class _H1Response:
     """:class:`lab.server.interface.ResponseStream` over one h11 connection.
 
     The head, the body and the end go through the response's :class:`ResponseWriter`
-    (one write per chunk while the socket keeps up, several chunks per write when it is
-    behind). h11 frames the head and the end and keeps the message state; each chunk of a
-    chunked body is framed here (RFC 9112 §7.1: size in hex, CRLF, data, CRLF), which is
-    all h11 would do with it.
+    (each written at once, or several chunks per write in a burst). h11 frames the head
+    and the end and keeps the message state; each chunk of a chunked body is framed here
+    (RFC 9112 §7.1: size in hex, CRLF, data, CRLF), which is all h11 would do with it.
     """
 
     def __init__(
@@ -120,8 +119,6 @@ class _H1Response:
         # h11 chose the framing (RFC 9112 §6.3): chunked when the handler gave no length
         # to an HTTP/1.1 client, and then it names it in the head it wrote.
         self.chunked = not self._owner.head and _CHUNKED in head.lower()
-        # Queued, not awaited: it goes out as soon as the handler waits for anything,
-        # together with whatever the handler sends before that.
         await self._send(head)
 
     async def send(self, data: bytes) -> None:
@@ -139,12 +136,12 @@ class _H1Response:
 
     async def _send(self, *parts: bytes) -> None:
         nursery = self.nursery
+        if nursery is None:  # an error reply outside a handler's nursery
+            self.writer.queue(*parts)
+            await self.flush()
+            return
         try:
-            if nursery is None:  # an error reply outside a handler's nursery
-                self.writer.queue(*parts)
-                await self.writer.flush()
-            else:
-                await self.writer.send(nursery, *parts)
+            await self.writer.send(nursery, *parts)
         except trio.BrokenResourceError:
             raise _Abort from None
 

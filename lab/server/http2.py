@@ -60,7 +60,6 @@ import trio
 from lab.server.closing import linger
 from lab.server.connection import ConnectionState
 from lab.server.faults import boundary, contains, first_of, leaves
-from lab.server.h1writer import YIELD_EVERY
 from lab.server.h2input import (
     PREFACE,
     H2ConnectionError,
@@ -79,7 +78,7 @@ from lab.server.interface import (
     make_request,
     send_text,
 )
-from lab.server.limits import Limits
+from lab.server.limits import YIELD_EVERY, Limits
 from lab.server.websocket import ServerWebSocket
 from lab.server.websocket_h2 import accept
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Limits"]
+__all__ = ["YIELD_EVERY", "Limits"]
+
+# Sends (HTTP/1.1 chunks, HTTP/2 DATA frames) a handler may make without waiting before
+# its send lets other tasks run: a burst of tokens costs one trip through the scheduler
+# per this many, not one per token, and never holds the event loop for longer.
+YIELD_EVERY: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +33,11 @@ class Limits:
     # How long one send may block on a reader that does not read (a full socket buffer).
     # Past it the client is too slow and is disconnected; its handler is cancelled.
     send_timeout: float = 30.0
-    # HTTP/1.1: response bytes a handler may have sent that are not yet handed to the
-    # socket (lab.server.h1writer). Past it the handler's next send waits for the writer,
-    # so a response holds at most twice this: the batch being written and the next one.
-    # 64 KiB is a loopback socket's send buffer, and thousands of tokens per write.
+    # Response bytes handlers may have sent that are not yet handed to the socket: per
+    # HTTP/1.1 response (lab.server.h1writer), per HTTP/2 connection (its writer's
+    # backlog). Past it the next send waits for the writer, so an HTTP/1.1 response holds
+    # at most twice this: the batch being written and the next one. 64 KiB is a loopback
+    # socket's send buffer, and thousands of tokens per write.
     send_buffer_size: int = 64 * 1024
     # Bytes asked of the socket per receive: one loopback read of a typical burst.
     receive_size: int = 64 * 1024

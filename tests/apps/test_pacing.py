@@ -7,7 +7,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from lab.apps.pacing import TICK, Schedule, pace
+from lab.apps.pacing import TICK, Schedule, sleep_until
 
 
 def _run(fn: object) -> object:
@@ -20,7 +20,7 @@ def test_each_sleeper_wakes_at_its_deadline_at_most_a_tick_late_in_order() -> No
         woke: list[tuple[float, float]] = []
 
         async def sleeper(seconds: float) -> None:
-            await pace(seconds)
+            await sleep_until(trio.current_time() + seconds)
             woke.append((seconds, trio.current_time() - start))
 
         async with trio.open_nursery() as nursery:
@@ -41,13 +41,13 @@ def test_a_cancelled_sleeper_wakes_at_once_and_the_others_keep_their_time() -> N
 
         async def other() -> None:
             nonlocal other_at
-            await pace(2.0)
+            await sleep_until(trio.current_time() + 2.0)
             other_at = trio.current_time() - start
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(other)
             with trio.move_on_after(0.3):
-                await pace(60.0)
+                await sleep_until(trio.current_time() + 60.0)
             cancelled_at = trio.current_time() - start
         return cancelled_at, other_at
 
@@ -61,7 +61,7 @@ def test_sleepers_due_within_one_tick_wake_together() -> None:
         woke: set[float] = set()
 
         async def sleeper(offset: float) -> None:
-            await pace(1.0 + offset)
+            await sleep_until(trio.current_time() + 1.0 + offset)
             woke.add(trio.current_time())
 
         async with trio.open_nursery() as nursery:
@@ -73,11 +73,11 @@ def test_sleepers_due_within_one_tick_wake_together() -> None:
     assert len(_run(main)) == 1  # type: ignore[arg-type]
 
 
-def test_zero_is_a_checkpoint() -> None:
+def test_a_sleep_that_is_already_due_is_a_checkpoint() -> None:
     async def main() -> bool:
         with trio.CancelScope() as scope:
             scope.cancel()
-            await pace(0)
+            await sleep_until(trio.current_time())
         return scope.cancelled_caught
 
     assert _run(main)

@@ -17,7 +17,8 @@ from lab.apps.tokens import DONE, tokens_for
 from lab.capture import load
 from lab.capture.records import SEND
 from lab.server import Limits
-from lab.server.h1writer import BURST_SENDS, CHECK_AFTER, YIELD_EVERY, ResponseWriter
+from lab.server.h1writer import BURST_SENDS, CHECK_AFTER, ResponseWriter
+from lab.server.limits import YIELD_EVERY
 from lab.wire.chunked import ChunkedDecoder
 from lab.wire.chunked_segments import ChunkData
 from tests.server.helpers import WAIT, H11Client, lab_server, run
